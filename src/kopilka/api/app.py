@@ -1,0 +1,79 @@
+"""The FastAPI application: ``create_app()`` builds one, bound to one database.
+
+Layout of the URL space::
+
+    /api/v1/...            JSON API (bearer auth), OpenAPI at /api/v1/openapi.json
+    /api/docs              interactive docs
+    /healthz /readyz /metrics   operations, no auth
+    /                      the web UI (kopilka.web), /static its files
+
+Layers, outermost first: ``ObserveMiddleware`` (request id, access log, metrics, the
+last-resort 500), then FastAPI's exception handlers (``kopilka.api.problems``), then the
+routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kopilka.api.observe import Metrics, ObserveMiddleware
+from kopilka.api.problems import install_problem_handlers
+from kopilka.api.routes import (
+    API_PREFIX,
+    accounts,
+    auth,
+    holds,
+    loyalty,
+    ops,
+    pos,
+    transfers,
+    units,
+)
+from kopilka.core.db import make_engine
+from kopilka.core.logging import configure_logging
+from kopilka.core.settings import get_settings
+from kopilka.loyalty.scheduler import NightlyScheduler
+from kopilka.web.app import install_web
+
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level, as_json=settings.log_json)
+    engine = make_engine(database_url or settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The nightly routine's clock runs in `kopilka serve` only (it turns the setting on).
+        scheduler = None
+        if settings.nightly_scheduler:
+            scheduler = NightlyScheduler(engine, settings.nightly_hour)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Kopilka API",
+        version="1",
+        description="Billing and loyalty on one double-entry ledger. Amounts are decimal "
+        "strings next to their unit; times are ISO 8601 with an offset; errors are "
+        "`application/problem+json` with a stable `code`.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+    )
+    app.state.engine = engine
+    app.state.metrics = Metrics.create()
+    install_problem_handlers(app)
+    for module in (auth, units, accounts, transfers, holds, pos, loyalty, ops):
+        app.include_router(module.router)
+    install_web(app)
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,45 @@
+"""``kopilka``: the root command, its global options and its command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kopilka.cli import db, demo, ledger, nightly, serve, tenant, terminal, user
+from kopilka.cli.common import CliState, KopilkaGroup
+
+app = typer.Typer(
+    cls=KopilkaGroup,
+    name="kopilka",
+    help="Kopilka: billing and loyalty on one double-entry ledger.",
+    no_args_is_help=True,
+    # Locals in a traceback may hold passwords and database URLs.
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Database to use (default: KOPILKA_DATABASE_URL, the config file, "
+            "or sqlite:///var/kopilka.db).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(database_url=database_url)
+
+
+app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
+app.command("nightly")(nightly.nightly)
+app.add_typer(db.app, name="db")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(user.app, name="user")
+app.add_typer(terminal.app, name="terminal")

@@ -1,0 +1,1 @@
+"""Shared foundations: settings, database, money and units, clock, errors."""

@@ -1,0 +1,71 @@
+"""Configuration from environment variables (``KOPILKA_*``) and an optional TOML file.
+
+The file named by ``KOPILKA_CONFIG_FILE`` is read first; environment variables win over it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path('var') / 'kopilka.db'}"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the optional file named by ``KOPILKA_CONFIG_FILE`` (keys as field names)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = os.environ.get("KOPILKA_CONFIG_FILE")
+        if not path:
+            return {}
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        return {str(key).lower(): value for key, value in data.items()}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KOPILKA_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    # How many rows share the balance of a hot system account (issuance, revenue).
+    hot_account_shards: int = Field(default=16, ge=1, le=256)
+    # Staff API tokens live this long.
+    staff_token_ttl_hours: int = Field(default=12, ge=1)
+    # Holds expire after this long unless the request names another moment.
+    default_hold_ttl_seconds: int = Field(default=900, ge=1)
+    # The nightly routine runs by itself inside `kopilka serve` at this hour of each
+    # tenant's own time zone (``kopilka nightly`` runs it on demand).
+    nightly_hour: int = Field(default=2, ge=0, le=23)
+    nightly_scheduler: bool = False  # `kopilka serve` turns it on
+    log_level: str = "INFO"
+    log_json: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

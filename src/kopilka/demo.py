@@ -1,0 +1,488 @@
+"""The demo tenant: enough data that every ledger screen has something to show.
+
+``load_demo`` builds, in one transaction, a tenant ``demo`` with a branch, one staff user
+per role (with known passwords), a terminal, a point unit ``BONUS``, the system accounts
+the postings need, four discount-card wallets with lots (spendable, not yet spendable,
+expiring soon, lapsed and waiting for ``kopilka ledger expire``, never expiring), a
+spend, a captured and a pending hold, a corrected mistake, and a subscriber's RUB account
+with a credit limit that a monthly fee has taken below zero. Besides, ninety days of
+history of a regular guest's card and of a second subscriber, posted at the moments they
+happened, so that balance charts and turnovers over a period have something to show.
+
+It is idempotent: when the tenant exists, nothing is written and the known credentials
+are returned again (the terminal key is not: only its digest is stored).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, Table, func, select
+
+from kopilka.core.actor import Actor
+from kopilka.core.clock import utcnow
+from kopilka.core.errors import NotFound
+from kopilka.core.money import UnitKind
+from kopilka.ledger.accounts import Policy, create_account, create_unit, system_account
+from kopilka.ledger.holds import capture_hold, place_hold
+from kopilka.ledger.lots import account_lots
+from kopilka.ledger.posting import (
+    EntrySpec,
+    TransferSpec,
+    post_one,
+    run_transaction,
+    simple_transfer,
+)
+from kopilka.ledger.schema import accounts, holds, transfers
+from kopilka.tenancy.actions import (
+    Tenant,
+    create_branch,
+    create_tenant,
+    create_terminal,
+    create_user,
+    get_tenant_by_slug,
+)
+
+DEMO_SLUG = "demo"
+DEMO_NAME = "Kopilka Demo"
+DEMO_URL = "http://127.0.0.1:8000"
+DEMO_TERMINAL = "Bar POS 1"
+DEMO_CARDS = ("2000000000017", "2000000000024", "2000000000031", "2000000000048")
+
+# Called with (steps done, steps in all, what is being done).
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    role: str
+    login: str
+    password: str
+    full_name: str
+
+
+DEMO_USERS = (
+    DemoUser("owner", "owner", "demo-owner-1", "Ольга Смирнова"),
+    DemoUser("administrator", "admin", "demo-admin-1", "Андрей Козлов"),
+    DemoUser("cashier", "cashier", "demo-cashier-1", "Мария Иванова"),
+    DemoUser("front_desk", "frontdesk", "demo-desk-1", "Дмитрий Петров"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoInfo:
+    tenant: Tenant
+    created: bool  # False when the demo was there already and nothing was written
+    users: tuple[DemoUser, ...]
+    terminal_name: str
+    terminal_key: str | None  # only when the terminal was made just now
+    url: str
+    accounts: int
+    transfers: int
+    holds: int
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """The ids the building steps share."""
+
+    conn: Connection
+    tenant_id: int
+    actor: Actor
+    now: datetime
+    system: dict[str, int] = field(default_factory=dict)  # by code, "issuance:BONUS"
+    wallets: list[int] = field(default_factory=list)  # in the order of DEMO_CARDS
+    subscriber: int = 0
+    branch_id: int | None = None
+    terminal_key: str | None = None
+
+    @property
+    def opened_at(self) -> datetime:
+        """The demo business opened its books before its ninety days of history."""
+        return self.now - timedelta(days=91)
+
+
+def load_demo(
+    engine: Engine, *, progress: ProgressCallback | None = None, actor: Actor | None = None
+) -> DemoInfo:
+    """Create the demo tenant unless it exists; either way say how to sign in."""
+    actor = actor or Actor.cli("kopilka demo")
+
+    def build(conn: Connection) -> DemoInfo:
+        try:
+            tenant = get_tenant_by_slug(conn, DEMO_SLUG)
+        except NotFound:
+            return _build(conn, actor, progress)
+        return _info(conn, tenant, created=False, terminal_key=None)
+
+    return run_transaction(engine, build)
+
+
+def _build(conn: Connection, actor: Actor, progress: ProgressCallback | None) -> DemoInfo:
+    tenant = create_tenant(
+        conn,
+        slug=DEMO_SLUG,
+        name=DEMO_NAME,
+        locale="ru",
+        timezone="Europe/Moscow",
+        currency="RUB",
+        actor=actor,
+    )
+    ctx = _Ctx(conn, tenant.id, actor, utcnow())
+    for done, (what, step) in enumerate(_STEPS):
+        if progress:
+            progress(done, len(_STEPS), what)
+        step(ctx)
+    if progress:
+        progress(len(_STEPS), len(_STEPS), "done")
+    assert ctx.terminal_key is not None, "the demo terminal was made"
+    return _info(conn, tenant, created=True, terminal_key=ctx.terminal_key)
+
+
+def _info(conn: Connection, tenant: Tenant, *, created: bool, terminal_key: str | None) -> DemoInfo:
+    def count(table: Table) -> int:
+        query = select(func.count()).select_from(table).where(table.c.tenant_id == tenant.id)
+        return int(conn.execute(query).scalar_one())
+
+    return DemoInfo(
+        tenant=tenant,
+        created=created,
+        users=DEMO_USERS,
+        terminal_name=DEMO_TERMINAL,
+        terminal_key=terminal_key,
+        url=DEMO_URL,
+        accounts=count(accounts),
+        transfers=count(transfers),
+        holds=count(holds),
+    )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _staff(ctx: _Ctx) -> None:
+    ctx.branch_id = create_branch(
+        ctx.conn, tenant_id=ctx.tenant_id, name="Central office", actor=ctx.actor
+    )
+    for user in DEMO_USERS:
+        create_user(
+            ctx.conn,
+            tenant_id=ctx.tenant_id,
+            login=user.login,
+            password=user.password,
+            role=user.role,
+            full_name=user.full_name,
+            actor=ctx.actor,
+        )
+    _, ctx.terminal_key = create_terminal(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        name=DEMO_TERMINAL,
+        branch_id=ctx.branch_id,
+        actor=ctx.actor,
+    )
+
+
+def _accounts(ctx: _Ctx) -> None:
+    create_unit(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        code="BONUS",
+        kind=UnitKind.POINTS,
+        name="Bonus points",
+        exponent=2,
+        actor=ctx.actor,
+    )
+    for purpose, unit in (
+        ("issuance", "BONUS"),
+        ("redeemed", "BONUS"),
+        ("revenue", "RUB"),
+        ("payments", "RUB"),
+    ):
+        ctx.system[f"{purpose}:{unit}"] = system_account(
+            ctx.conn,
+            tenant_id=ctx.tenant_id,
+            unit_code=unit,
+            purpose=purpose,
+            actor=ctx.actor,
+            opened_at=ctx.opened_at,
+        ).id
+    for card in DEMO_CARDS:
+        account = create_account(
+            ctx.conn,
+            tenant_id=ctx.tenant_id,
+            unit_code="BONUS",
+            kind="wallet",
+            policy=Policy.NON_NEGATIVE,
+            name=f"Card {card}",
+            owner_type="card",
+            owner_id=card,
+            uses_lots=True,
+            actor=ctx.actor,
+        )
+        ctx.wallets.append(account.id)
+    ctx.subscriber = create_account(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        unit_code="RUB",
+        kind="subscriber",
+        policy=Policy.CREDIT_LIMIT,
+        credit_limit_minor=50_000,
+        name="Subscriber LS-100001",
+        owner_type="subscriber",
+        owner_id="LS-100001",
+        actor=ctx.actor,
+    ).id
+
+
+def _accruals(ctx: _Ctx) -> None:
+    now, day = ctx.now, timedelta(days=1)
+    a, b, c, d = ctx.wallets
+    # (key, card, amount, available_at, expires_at, description)
+    plan: list[tuple[str, int, int, datetime | None, datetime | None, str]] = [
+        ("a-welcome", a, 150_000, None, now + 365 * day, "welcome bonus"),
+        ("a-purchase", a, 30_000, None, now + 20 * day, "purchase, check 1042"),
+        ("b-pending", b, 80_000, now + 14 * day, now + 379 * day, "purchase, spendable in 14 days"),
+        ("b-purchase", b, 20_000, None, now + 90 * day, "purchase, check 1051"),
+        ("c-last-season", c, 5_000, now - 120 * day, now - day, "last season's bonus, lapsed"),
+        ("c-birthday", c, 40_000, None, None, "birthday gift, never expires"),
+        ("d-mistake", d, 10_000, None, now + 365 * day, "accrued to the wrong card"),
+    ]
+    for key, card, amount, available_at, expires_at, description in plan:
+        _post(
+            ctx,
+            simple_transfer(
+                f"demo:accrual:{key}",
+                debit_account_id=ctx.system["issuance:BONUS"],
+                credit_account_id=card,
+                amount_minor=amount,
+                kind="accrual",
+                description=description,
+                available_at=available_at,
+                expires_at=expires_at,
+            ),
+        )
+
+
+def _spending(ctx: _Ctx) -> None:
+    a, b, _c, d = ctx.wallets
+    redeemed = ctx.system["redeemed:BONUS"]
+    # Spending takes the lot that expires first (the 300.00 one of card A).
+    _post(
+        ctx,
+        simple_transfer(
+            "demo:spend:a-1",
+            debit_account_id=a,
+            credit_account_id=redeemed,
+            amount_minor=25_000,
+            kind="spend",
+            description="paid part of check 1077 with points",
+        ),
+    )
+    # A mistaken accrual is taken back from its own lot by a correcting transfer.
+    (lot,) = account_lots(ctx.conn, ctx.tenant_id, d)
+    _post(
+        ctx,
+        TransferSpec(
+            idempotency_key="demo:correction:d-mistake",
+            entries=(
+                EntrySpec(d, -lot.remaining_minor, from_lot_id=lot.id),
+                EntrySpec(ctx.system["issuance:BONUS"], lot.remaining_minor),
+            ),
+            kind="correction",
+            description="accrued to the wrong card",
+            corrects_transfer_id=lot.transfer_id,
+        ),
+    )
+    # A hold captured in part (the check came out smaller), and one still pending.
+    hold = place_hold(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        idempotency_key="demo:hold:b-1",
+        debit_account_id=b,
+        credit_account_id=redeemed,
+        amount_minor=15_000,
+        description="check 1090 at the bar",
+        actor=ctx.actor,
+    )
+    capture_hold(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        hold_id=hold.id,
+        idempotency_key="demo:capture:b-1",
+        amount_minor=12_000,
+        actor=ctx.actor,
+    )
+    place_hold(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        idempotency_key="demo:hold:a-2",
+        debit_account_id=a,
+        credit_account_id=redeemed,
+        amount_minor=10_000,
+        description="check 1093, open at the bar",
+        expires_at=utcnow() + timedelta(days=2),
+        actor=ctx.actor,
+    )
+
+
+def _subscriber(ctx: _Ctx) -> None:
+    account = ctx.subscriber
+    _post(
+        ctx,
+        simple_transfer(
+            "demo:payment:ls-100001-1",
+            debit_account_id=ctx.system["payments:RUB"],
+            credit_account_id=account,
+            amount_minor=30_000,
+            kind="payment",
+            description="payment at the office",
+        ),
+    )
+    # The monthly fee takes the account below zero, within its 500.00 credit limit.
+    _post(
+        ctx,
+        simple_transfer(
+            "demo:charge:ls-100001-1",
+            debit_account_id=account,
+            credit_account_id=ctx.system["revenue:RUB"],
+            amount_minor=65_000,
+            kind="charge",
+            description="monthly fee, tariff Home 100",
+        ),
+    )
+
+
+HISTORY_CARD = "2000000000055"
+HISTORY_SUBSCRIBER = "LS-100002"
+
+
+def _history(ctx: _Ctx) -> None:
+    """Ninety days of a regular guest's card and of a subscriber's account, posted at the
+    moments they happened, so the balance charts have a shape. It runs before any other
+    posting: a posting never lands before the last one on its accounts."""
+    rng = random.Random(20261123)  # noqa: S311 (the same demo every time, not a secret)
+    start = ctx.now - timedelta(days=90)
+    guest = create_account(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        unit_code="BONUS",
+        kind="wallet",
+        policy=Policy.NON_NEGATIVE,
+        name=f"Card {HISTORY_CARD}",
+        owner_type="card",
+        owner_id=HISTORY_CARD,
+        uses_lots=True,
+        actor=ctx.actor,
+        opened_at=ctx.opened_at,
+    ).id
+    subscriber = create_account(
+        ctx.conn,
+        tenant_id=ctx.tenant_id,
+        unit_code="RUB",
+        kind="subscriber",
+        policy=Policy.CREDIT_LIMIT,
+        credit_limit_minor=100_000,
+        name=f"Subscriber {HISTORY_SUBSCRIBER}",
+        owner_type="subscriber",
+        owner_id=HISTORY_SUBSCRIBER,
+        actor=ctx.actor,
+        opened_at=ctx.opened_at,
+    ).id
+    # (moment, key, debit, credit, amount, kind, description)
+    events: list[tuple[datetime, str, int, int, int, str, str]] = []
+    points = 0
+    for day in range(90):
+        moment = start + timedelta(days=day, hours=rng.randint(9, 21), minutes=rng.randint(0, 59))
+        roll = rng.random()
+        if roll < 0.3:
+            check = rng.randint(800, 9_000)
+            earned = check * 5  # 5 % of the check, in hundredths of a point
+            points += earned
+            events.append(
+                (
+                    moment,
+                    f"g-accrual-{day}",
+                    ctx.system["issuance:BONUS"],
+                    guest,
+                    earned,
+                    "accrual",
+                    f"5 % of check {check}.00 RUB",
+                )
+            )
+        elif roll < 0.4 and points > 20_000:
+            spent = rng.randint(10_000, points // 100 * 100)
+            points -= spent
+            events.append(
+                (
+                    moment,
+                    f"g-spend-{day}",
+                    guest,
+                    ctx.system["redeemed:BONUS"],
+                    spent,
+                    "spend",
+                    "paid part of a check with points",
+                )
+            )
+    for day in (1, 31, 61, 88):
+        moment = start + timedelta(days=day, hours=3)
+        events.append(
+            (
+                moment,
+                f"s-fee-{day}",
+                subscriber,
+                ctx.system["revenue:RUB"],
+                65_000,
+                "charge",
+                "monthly fee, tariff Home 100",
+            )
+        )
+    for day, amount in ((4, 100_000), (45, 50_000), (70, 100_000)):
+        moment = start + timedelta(days=day, hours=12)
+        events.append(
+            (
+                moment,
+                f"s-payment-{day}",
+                ctx.system["payments:RUB"],
+                subscriber,
+                amount,
+                "payment",
+                "payment by card",
+            )
+        )
+    for moment, key, debit, credit, amount, kind, description in sorted(events):
+        posted = post_one(
+            ctx.conn,
+            tenant_id=ctx.tenant_id,
+            spec=simple_transfer(
+                f"demo:history:{key}",
+                debit_account_id=debit,
+                credit_account_id=credit,
+                amount_minor=amount,
+                kind=kind,
+                description=description,
+                expires_at=moment + timedelta(days=365) if kind == "accrual" else None,
+            ),
+            actor=ctx.actor,
+            now=moment,
+        )
+        assert posted.posted_at == moment, "history is posted in the order it happened"
+
+
+def _post(ctx: _Ctx, spec: TransferSpec) -> None:
+    # Posted at the moment of posting, after the accounts (and their limits) exist.
+    posted = post_one(ctx.conn, tenant_id=ctx.tenant_id, spec=spec, actor=ctx.actor)
+    assert not posted.replayed, "the demo is built once, in one transaction"
+
+
+_STEPS = (
+    ("staff users and a terminal", _staff),
+    ("units and accounts", _accounts),
+    ("ninety days of history", _history),
+    ("accruals", _accruals),
+    ("spends, holds and a correction", _spending),
+    ("a subscriber's account", _subscriber),
+)

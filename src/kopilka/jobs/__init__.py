@@ -1,0 +1,1 @@
+"""Long work run in the background, with its progress kept where every worker can read it."""

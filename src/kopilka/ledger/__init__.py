@@ -1,0 +1,1 @@
+"""The double-entry ledger: accounts, transfers, holds, lots, balances, invariants."""

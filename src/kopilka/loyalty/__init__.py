@@ -1,0 +1,1 @@
+"""Discount cards, bonus programs and the POS gateway (SPEC C, P)."""

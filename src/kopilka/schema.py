@@ -1,0 +1,9 @@
+"""Every table, imported in one place so the metadata is whole (migrations, tests)."""
+
+from kopilka.core.db import metadata
+from kopilka.jobs import schema as jobs_schema
+from kopilka.ledger import schema as ledger_schema
+from kopilka.loyalty import schema as loyalty_schema
+from kopilka.tenancy import schema as tenancy_schema
+
+__all__ = ["jobs_schema", "ledger_schema", "loyalty_schema", "metadata", "tenancy_schema"]

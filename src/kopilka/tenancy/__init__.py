@@ -1,0 +1,1 @@
+"""Tenants, branches, staff users and roles, terminal keys, and the audit trail."""

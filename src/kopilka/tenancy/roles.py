@@ -1,0 +1,40 @@
+"""Who may do what: one table of permissions by role, read by the web UI and the API.
+
+Roles (SPEC X-1): the owner runs the business and may do everything; an administrator
+configures it (staff, terminals, units, branches) but not the tenant itself and cannot
+make owners; a cashier serves cards and bonuses at the till and subscribers at the desk;
+front desk serves hotel guests and studio members.
+"""
+
+from __future__ import annotations
+
+OWNER, ADMINISTRATOR, CASHIER, FRONT_DESK = "owner", "administrator", "cashier", "front_desk"
+MANAGERS = frozenset({OWNER, ADMINISTRATOR})
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "settings.tenant": frozenset({OWNER}),
+    "settings.branches": MANAGERS,
+    "settings.users": MANAGERS,
+    "settings.terminals": MANAGERS,
+    "settings.units": MANAGERS,
+    "ledger.view": MANAGERS,
+    "reports.view": MANAGERS,
+    "jobs.run": MANAGERS,
+    "cards": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
+    "hotel": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
+    "subscribers": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
+    "memberships": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
+}
+
+
+def allowed(role: str, permission: str) -> bool:
+    return role in PERMISSIONS[permission]
+
+
+def roles_assignable_by(role: str) -> tuple[str, ...]:
+    """The roles a user of ``role`` may give to others (nobody makes a user above self)."""
+    if role == OWNER:
+        return (OWNER, ADMINISTRATOR, CASHIER, FRONT_DESK)
+    if role == ADMINISTRATOR:
+        return (ADMINISTRATOR, CASHIER, FRONT_DESK)
+    return ()

@@ -1,0 +1,105 @@
+"""The web UI, mounted on the API's application at ``/``.
+
+Pages are rendered on the server (Jinja2) and made lively with htmx; every page also
+works as plain HTML forms and links. Errors of web pages are pages (sign-in, 403, 404,
+"the form expired"), never problem+json; the API keeps its own handlers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from kopilka.api.routes import API_PREFIX
+from kopilka.web import i18n
+from kopilka.web.deps import (
+    CsrfFailed,
+    NeedsSignIn,
+    WebForbidden,
+    get_page,
+    redirect,
+    render,
+    request_locale,
+    sign_in_url,
+)
+from kopilka.web.routes import ROUTERS
+from kopilka.web.templating import STATIC
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def _is_web(request: Request) -> bool:
+    path = request.url.path
+    return not (
+        path.startswith(API_PREFIX)
+        or path.startswith("/api/")
+        or path in {"/healthz", "/readyz", "/metrics"}
+    )
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        if _is_web(request) and not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+async def _call(handler: Any, request: Request, exc: Exception) -> Any:
+    result = handler(request, exc)
+    return await result if inspect.isawaitable(result) else result
+
+
+def install_web(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(SecurityHeaders)
+
+    api_not_found = app.exception_handlers.get(StarletteHTTPException)
+    api_invalid = app.exception_handlers.get(RequestValidationError)
+
+    async def needs_sign_in(request: Request, exc: Exception) -> Response:
+        return redirect(sign_in_url(request), request)
+
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        page = await get_page(request) if request.method == "GET" else None
+        return render(page, "error.html", request=request, status_code=403, error="forbidden")
+
+    async def csrf_failed(request: Request, exc: Exception) -> Response:
+        i18n.set_locale(request_locale(request))
+        return render(None, "error.html", request=request, status_code=403, error="csrf")
+
+    async def http_error(request: Request, exc: Exception) -> Any:
+        if not _is_web(request) and api_not_found is not None:
+            return await _call(api_not_found, request, exc)
+        assert isinstance(exc, StarletteHTTPException)
+        i18n.set_locale(request_locale(request))
+        error = "not_found" if exc.status_code == 404 else "http"
+        return render(None, "error.html", request=request, status_code=exc.status_code, error=error)
+
+    async def invalid(request: Request, exc: Exception) -> Any:
+        if not _is_web(request) and api_invalid is not None:
+            return await _call(api_invalid, request, exc)
+        i18n.set_locale(request_locale(request))
+        return render(None, "error.html", request=request, status_code=400, error="bad_request")
+
+    app.add_exception_handler(NeedsSignIn, needs_sign_in)
+    app.add_exception_handler(WebForbidden, forbidden)
+    app.add_exception_handler(CsrfFailed, csrf_failed)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)

@@ -1,0 +1,93 @@
+"""``kopilka demo``: a demo tenant with data on every ledger screen, loaded once."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from kopilka.core.db import read_only
+from kopilka.demo import DEMO_USERS
+from kopilka.ledger.accounts import find_accounts
+from kopilka.ledger.schema import holds, lots, transfers
+from kopilka.tenancy.actions import authenticate, get_tenant_by_slug
+from kopilka.tenancy.schema import users
+from tests.cli.conftest import Cli, one_line
+
+
+def test_demo_twice_loads_once_and_prints_the_credentials_both_times(cli: Cli) -> None:
+    first = cli("demo")
+    assert first.exit_code == 0, first.output
+    assert "demo tenant 'demo' (Kopilka Demo) loaded" in first.output
+    assert "http://127.0.0.1:8000" in first.output
+    assert "sign in to tenant demo as owner / demo-owner-1" in one_line(first)
+    for user in DEMO_USERS:
+        assert user.login in first.output and user.password in first.output
+    assert "kpt_" in first.output
+    assert "not shown again" in first.stderr
+
+    second = cli("demo")
+    assert second.exit_code == 0, second.output
+    assert "exists already" in second.output
+    assert "demo-owner-1" in second.output and "demo-desk-1" in second.output
+    assert "kpt_" not in second.output
+
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        staff = conn.execute(
+            select(func.count()).select_from(users).where(users.c.tenant_id == tenant.id)
+        ).scalar_one()
+        assert staff == len(DEMO_USERS)
+        owner = authenticate(conn, tenant_slug="demo", login="owner", password="demo-owner-1")
+        assert owner.role == "owner"
+    engine.dispose()
+
+
+def test_demo_data_covers_the_ledger_screens(cli: Cli) -> None:
+    assert cli("demo").exit_code == 0
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        found = find_accounts(conn, tenant.id, limit=100)
+        codes = {a.code for a in found if a.code}
+        assert {"issuance:BONUS", "redeemed:BONUS", "revenue:RUB"} <= codes
+        wallets = [a for a in found if a.owner_type == "card"]
+        assert len(wallets) >= 3 and all(w.uses_lots for w in wallets)
+        assert any(w.held_minor > 0 for w in wallets), "a pending hold"
+        subscriber = next(a for a in found if a.policy == "credit_limit")
+        assert subscriber.balance_minor < 0 < subscriber.credit_limit_minor
+        kinds = set(
+            conn.execute(
+                select(transfers.c.kind).where(transfers.c.tenant_id == tenant.id)
+            ).scalars()
+        )
+        assert {"accrual", "spend", "capture", "correction", "charge"} <= kinds
+        assert (
+            conn.execute(
+                select(func.count()).select_from(holds).where(holds.c.tenant_id == tenant.id)
+            ).scalar_one()
+            == 2
+        )
+        future_lots = conn.execute(
+            select(func.count())
+            .select_from(lots)
+            .where(lots.c.tenant_id == tenant.id, lots.c.expires_at.is_not(None))
+        ).scalar_one()
+        assert future_lots >= 3
+    engine.dispose()
+
+
+def test_the_demo_ledger_verifies_and_its_lapsed_lot_expires(cli: Cli) -> None:
+    assert cli("demo").exit_code == 0
+
+    verified = cli("ledger", "verify", "--tenant", "demo")
+    assert verified.exit_code == 0, verified.output
+    assert "ledger is consistent:" in verified.output
+
+    expired = cli("ledger", "expire", "--tenant", "demo")
+    assert expired.exit_code == 0, expired.output
+    assert "demo" in expired.output
+
+    again = cli("ledger", "expire", "--tenant", "demo")
+    assert again.exit_code == 0
+    assert cli("ledger", "snapshot").exit_code == 0
+    assert cli("ledger", "verify").exit_code == 0
