@@ -3,7 +3,15 @@
 from kopilka.core.db import metadata
 from kopilka.jobs import schema as jobs_schema
 from kopilka.ledger import schema as ledger_schema
+from kopilka.loyalty import certificates_schema
 from kopilka.loyalty import schema as loyalty_schema
 from kopilka.tenancy import schema as tenancy_schema
 
-__all__ = ["jobs_schema", "ledger_schema", "loyalty_schema", "metadata", "tenancy_schema"]
+__all__ = [
+    "certificates_schema",
+    "jobs_schema",
+    "ledger_schema",
+    "loyalty_schema",
+    "metadata",
+    "tenancy_schema",
+]

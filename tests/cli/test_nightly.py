@@ -20,4 +20,5 @@ def test_nightly_runs_for_every_tenant_and_again_changes_nothing(cli: Cli) -> No
         "0",
         "0",
         "0",
+        "0",
     ]

@@ -25,8 +25,12 @@ from kopilka.api.routes import (
     API_PREFIX,
     accounts,
     auth,
+    certificates,
     holds,
     loyalty,
+    loyalty_billing,
+    loyalty_imports,
+    loyalty_reports,
     ops,
     pos,
     transfers,
@@ -72,8 +76,12 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.metrics = Metrics.create()
     install_problem_handlers(app)
-    for module in (auth, units, accounts, transfers, holds, pos, loyalty, ops):
+    for module in (auth, units, accounts, transfers, holds, pos, loyalty, loyalty_billing, ops):
         app.include_router(module.router)
+    app.include_router(loyalty_imports.router)
+    app.include_router(loyalty_reports.router)
+    app.include_router(certificates.router)
+    app.include_router(certificates.pos_router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

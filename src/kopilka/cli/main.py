@@ -6,7 +6,20 @@ from typing import Annotated
 
 import typer
 
-from kopilka.cli import db, demo, ledger, nightly, serve, tenant, terminal, user
+from kopilka.cli import (
+    cards,
+    certificates,
+    db,
+    demo,
+    ledger,
+    loyalty,
+    nightly,
+    reports,
+    serve,
+    tenant,
+    terminal,
+    user,
+)
 from kopilka.cli.common import CliState, KopilkaGroup
 
 app = typer.Typer(
@@ -40,6 +53,10 @@ app.command("demo")(demo.demo)
 app.command("nightly")(nightly.nightly)
 app.add_typer(db.app, name="db")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(loyalty.app, name="loyalty")
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(user.app, name="user")
 app.add_typer(terminal.app, name="terminal")
+app.add_typer(cards.app, name="cards")
+app.add_typer(certificates.app, name="certificates")
+app.add_typer(reports.app, name="report")

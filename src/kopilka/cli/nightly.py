@@ -33,6 +33,7 @@ def nightly(
         "cards aged",
         "tiers moved",
         "cards expired",
+        "certificates expired",
     ):
         table.add_column(column, justify="left" if column == "tenant" else "right")
     with open_engine(ctx) as engine, progress_bar() as progress:
@@ -49,6 +50,7 @@ def nightly(
                 str(result.cards_aged),
                 str(result.tiers_moved),
                 str(result.cards_expired),
+                str(result.certificates_expired),
             )
             progress.advance(overall)
     console.print(table)

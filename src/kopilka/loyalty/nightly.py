@@ -1,5 +1,5 @@
 """The nightly routine of a tenant (SPEC C-8): expire lots and holds, age accumulations,
-move tiers, mark expired cards.
+move tiers, mark expired cards, expire gift certificates (C-9).
 
 Every step computes its result from facts (the lots' dates, the holds' dates, the
 purchases of the window, the cards' dates), never from "what happened since the last
@@ -23,13 +23,15 @@ from kopilka.core.clock import as_utc, utcnow
 from kopilka.ledger.holds import expire_holds
 from kopilka.ledger.lots import expire_lots
 from kopilka.ledger.posting import run_transaction
+from kopilka.loyalty.certificates import expire_certificates
 from kopilka.loyalty.programs import list_programs
 from kopilka.loyalty.schema import card_purchases, cards
 from kopilka.tenancy.audit import record_audit
 
 # Called with (steps done, steps in all, what is being done).
 NightlyProgress = Callable[[int, int, str], None]
-STEPS = ("lots", "holds", "accumulation", "tiers", "cards")
+STEPS = ("lots", "holds", "accumulation", "tiers", "cards", "certificates")
+CERTIFICATE_BATCH = 500  # certificates expired per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class NightlyReport:
     cards_aged: int  # cards whose accumulation or check count changed
     tiers_moved: int
     cards_expired: int
+    certificates_expired: int = 0  # sold gift certificates past their date, rest written off
 
 
 def run_nightly(
@@ -82,7 +85,9 @@ def run_nightly(
         ),
     )
     step(5)
-    report = NightlyReport(lots_expired, holds_expired, aged, moved, expired)
+    certificates_expired = _expire_certificates(engine, tenant_id, actor, now)
+    step(6)
+    report = NightlyReport(lots_expired, holds_expired, aged, moved, expired, certificates_expired)
 
     def audit(conn: Connection) -> None:
         record_audit(
@@ -99,11 +104,29 @@ def run_nightly(
                 "cards_aged": aged,
                 "tiers_moved": moved,
                 "cards_expired": expired,
+                "certificates_expired": certificates_expired,
             },
         )
 
     run_transaction(engine, audit)
     return report
+
+
+def _expire_certificates(engine: Engine, tenant_id: int, actor: Actor, now: datetime) -> int:
+    """Gift certificates past their date (SPEC C-9), in batches of one transaction each.
+    Each batch marks its certificates expired, so the next batch (and the next run) does
+    not see them again."""
+    total = 0
+    while True:
+        done = run_transaction(
+            engine,
+            lambda conn: expire_certificates(
+                conn, tenant_id=tenant_id, now=now, actor=actor, limit=CERTIFICATE_BATCH
+            ),
+        )
+        total += done
+        if done < CERTIFICATE_BATCH:
+            return total
 
 
 def _age(conn: Connection, tenant_id: int, now: datetime) -> int:

@@ -56,6 +56,33 @@ class LoyaltyErrorCode(StrEnum):
     INVALID_DOCUMENT = "invalid_document"
     REASON_REQUIRED = "reason_required"
     INVALID_AMOUNT = "invalid_amount"
+    # Gift certificates (kopilka.loyalty.certificates).
+    CERTIFICATE_NOT_FOUND = "certificate_not_found"
+    CERTIFICATE_EXISTS = "certificate_exists"
+    INVALID_CERTIFICATE = "invalid_certificate"
+    INVALID_CERTIFICATE_NUMBER = "invalid_certificate_number"
+    INVALID_CERTIFICATE_RANGE = "invalid_certificate_range"
+    CERTIFICATE_NOT_SOLD = "certificate_not_sold"
+    ALREADY_SOLD = "already_sold"
+    CERTIFICATE_BLOCKED = "certificate_blocked"
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    INSUFFICIENT_CERTIFICATE_BALANCE = "insufficient_certificate_balance"
+    CERTIFICATE_OPERATION_CONFLICT = "certificate_operation_conflict"
+    CERTIFICATE_PAYMENT_NOT_FOUND = "certificate_payment_not_found"
+    # Back-office selections (kopilka.loyalty.card_filters).
+    INVALID_SELECTION = "invalid_selection"
+    # Imports of cards and opening balances (kopilka.loyalty.imports).
+    INVALID_IMPORT = "invalid_import"
+    IMPORT_CONFLICT = "import_conflict"
+    # The tenant's loyalty switch and purge (kopilka.loyalty.billing).
+    LOYALTY_MODULE_DISABLED = "loyalty_module_disabled"
+    LOYALTY_STILL_ENABLED = "loyalty_still_enabled"
+    PURGE_NOT_CONFIRMED = "purge_not_confirmed"
+    PURGE_REQUEST_INVALID = "purge_request_invalid"
+    PURGE_CROSSES_LEDGER = "purge_crosses_ledger"
+    # Reports and reconciliation (kopilka.loyalty.reports).
+    INVALID_REPORT = "invalid_report"
+    INVALID_RECONCILIATION = "invalid_reconciliation"
 
 
 E = LoyaltyErrorCode
