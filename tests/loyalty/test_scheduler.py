@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kopilka.core.clock import utcnow
+from kopilka.loyalty.billing import set_loyalty_enabled
 from kopilka.loyalty.scheduler import due_tenants, tick
 
 from .conftest import Shop
@@ -25,6 +26,19 @@ def test_runs_once_a_day_after_its_hour(shop: Shop) -> None:
     assert tick(shop.engine, 0, tenant_ids=only) == only
     assert due_tenants(shop.engine, 0, now=utcnow(), tenant_ids=only) == []
     assert tick(shop.engine, 0, tenant_ids=only) == []
+
+
+def test_a_tenant_with_loyalty_switched_off_is_never_due(shop: Shop) -> None:
+    only = [shop.tenant.id]
+    shop.tx(
+        lambda c: set_loyalty_enabled(c, tenant_id=shop.tenant.id, enabled=False, actor=shop.actor)
+    )
+    assert due_tenants(shop.engine, 0, tenant_ids=only) == []
+    assert tick(shop.engine, 0, tenant_ids=only) == []
+    shop.tx(
+        lambda c: set_loyalty_enabled(c, tenant_id=shop.tenant.id, enabled=True, actor=shop.actor)
+    )
+    assert [t.id for t in due_tenants(shop.engine, 0, tenant_ids=only)] == only
 
 
 def test_the_server_runs_the_scheduler_only_when_asked(

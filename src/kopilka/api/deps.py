@@ -29,13 +29,15 @@ from kopilka.core.errors import (
 )
 from kopilka.ledger.error_codes import LedgerErrorCode
 from kopilka.ledger.posting import MAX_KEY_LENGTH
+from kopilka.loyalty.billing import is_loyalty_enabled
+from kopilka.loyalty.programs import LoyaltyErrorCode
 from kopilka.tenancy.actions import (
     STAFF_TOKEN_PREFIX,
     TERMINAL_KEY_PREFIX,
     actor_for_terminal,
     actor_for_user,
     resolve_staff_token,
-    resolve_terminal_key,
+    sign_in_terminal,
 )
 
 TERMINAL_ROLE = "terminal"
@@ -59,6 +61,8 @@ class Principal:
     tenant_id: int
     actor: Actor
     role: str  # owner, administrator, cashier, front_desk or terminal
+    # The tenant's loyalty switch, read with a terminal's key (None: not read yet).
+    loyalty_enabled: bool | None = None
 
     @property
     def label(self) -> str:
@@ -93,10 +97,14 @@ def get_principal(
             if user is not None:
                 principal = Principal(user.tenant_id, actor_for_user(user, source_ip), user.role)
         elif token.startswith(TERMINAL_KEY_PREFIX):
-            terminal = resolve_terminal_key(conn, token)
-            if terminal is not None:
+            signed_in = sign_in_terminal(conn, token)
+            if signed_in is not None:
+                terminal = signed_in.terminal
                 principal = Principal(
-                    terminal.tenant_id, actor_for_terminal(terminal, source_ip), TERMINAL_ROLE
+                    terminal.tenant_id,
+                    actor_for_terminal(terminal, source_ip),
+                    TERMINAL_ROLE,
+                    signed_in.loyalty_enabled,
                 )
     if principal is None:
         raise _not_authenticated("the token or key is unknown, expired or revoked")
@@ -120,6 +128,27 @@ def require_roles(*roles: str) -> Callable[[Principal], Principal]:
         return principal
 
     return check
+
+
+def require_loyalty_enabled(
+    principal: Annotated[Principal, Depends(get_principal)], engine: EngineDep
+) -> Principal:
+    """Refuses every request of a tenant whose loyalty module is off (SPEC P-9).
+
+    For the POS gateway's routers. A terminal's switch came with its key's query, so this
+    costs the hot path nothing; for staff it is one more query.
+    """
+    enabled = principal.loyalty_enabled
+    if enabled is None:
+        with read_only(engine) as conn:
+            enabled = is_loyalty_enabled(conn, principal.tenant_id)
+    if not enabled:
+        raise Forbidden(
+            LoyaltyErrorCode.LOYALTY_MODULE_DISABLED,
+            "the loyalty module of this tenant is switched off: cards can be neither looked "
+            "up nor charged until the tenant switches it on again",
+        )
+    return principal
 
 
 # Anyone signed in to the tenant: staff of every role and terminals.

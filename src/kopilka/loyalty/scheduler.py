@@ -22,7 +22,7 @@ from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.db import read_only
 from kopilka.loyalty.nightly import run_nightly
 from kopilka.tenancy.actions import Tenant, list_tenants
-from kopilka.tenancy.schema import audit_events
+from kopilka.tenancy.schema import audit_events, tenants
 
 log = logging.getLogger(__name__)
 ADVISORY_BASE = 0x4B4F5049  # "KOPI": keeps our advisory keys apart from others'
@@ -34,12 +34,21 @@ def due_tenants(
     now: datetime | None = None,
     tenant_ids: Collection[int] | None = None,
 ) -> list[Tenant]:
-    """Tenants (of ``tenant_ids``, or all) for which the routine should run now."""
+    """Tenants (of ``tenant_ids``, or all) for which the routine should run now.
+
+    A tenant whose loyalty module is switched off (SPEC P-9) is never due: as in seed 002,
+    its scheduled routine stops with it (``kopilka nightly`` can still run it on demand).
+    """
     now = as_utc(now) if now else utcnow()
     due: list[Tenant] = []
     with read_only(engine) as conn:
+        switched_off = set(
+            conn.execute(select(tenants.c.id).where(tenants.c.loyalty_enabled.is_(False))).scalars()
+        )
         for tenant in list_tenants(conn):
             if tenant_ids is not None and tenant.id not in tenant_ids:
+                continue
+            if tenant.id in switched_off:
                 continue
             zone = ZoneInfo(tenant.timezone)
             local = now.astimezone(zone)

@@ -743,17 +743,31 @@ def list_terminals(conn: Connection, tenant_id: int) -> list[Terminal]:
     return [_terminal(row) for row in rows]
 
 
-def resolve_terminal_key(conn: Connection, key: str) -> Terminal | None:
+@dataclass(frozen=True, slots=True)
+class TerminalSignIn:
+    """A terminal known by its key, with what the POS gateway needs of its tenant."""
+
+    terminal: Terminal
+    loyalty_enabled: bool  # the tenant's loyalty switch (SPEC P-9)
+
+
+def sign_in_terminal(conn: Connection, key: str) -> TerminalSignIn | None:
+    """The live terminal whose key this is, in one query (every POS request makes it)."""
     if not key.startswith(TERMINAL_KEY_PREFIX):
         return None
     row = conn.execute(
-        select(terminals.c.id, terminals.c.tenant_id, terminals.c.revoked_at).where(
-            terminals.c.key_hash == _digest(key)
-        )
+        select(terminals, tenants.c.loyalty_enabled)
+        .join(tenants, tenants.c.id == terminals.c.tenant_id)
+        .where(terminals.c.key_hash == _digest(key))
     ).first()
     if row is None or row.revoked_at is not None:
         return None
-    return get_terminal(conn, row.tenant_id, row.id)
+    return TerminalSignIn(_terminal(row), bool(row.loyalty_enabled))
+
+
+def resolve_terminal_key(conn: Connection, key: str) -> Terminal | None:
+    signed_in = sign_in_terminal(conn, key)
+    return None if signed_in is None else signed_in.terminal
 
 
 def revoke_terminal(conn: Connection, *, tenant_id: int, terminal_id: int, actor: Actor) -> None:

@@ -28,6 +28,8 @@ tenants = Table(
     Column("timezone", String(64), nullable=False, server_default="Europe/Moscow"),
     Column("currency", String(3), nullable=False, server_default="RUB"),
     Column("created_at", UtcDateTime, nullable=False),
+    # The loyalty module (SPEC P-9): off, the POS gateway refuses every card request.
+    Column("loyalty_enabled", Boolean, nullable=False, server_default="1"),
 )
 
 branches = Table(
@@ -134,4 +136,33 @@ login_failures = Table(
     Column("at", UtcDateTime, nullable=False),
     Index("ix_login_failures_account", "tenant_slug", "login", "at"),
     Index("ix_login_failures_source_ip", "source_ip", "at"),
+)
+
+# Purging a tenant's data (SPEC C-7) is the one way rows leave the append-only tables.
+# PostgreSQL's trigger reads the transaction's ``kopilka.purge_tenant`` setting; SQLite's
+# triggers cannot see settings or temporary tables, so the purge writes a permit here at
+# the start of its transaction and deletes it before the commit: no other connection
+# ever sees one.
+purge_permits = Table(
+    "purge_permits",
+    metadata,
+    Column("tenant_id", Id, ForeignKey("tenants.id"), primary_key=True, autoincrement=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The first step of a two-step purge: a short-lived secret (only its SHA-256 is kept),
+# good once, which the second step must bring back with the tenant's short name typed.
+purge_requests = Table(
+    "purge_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    CheckConstraint("scope IN ('loyalty')", name="scope"),
 )

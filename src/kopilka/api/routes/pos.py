@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
-from kopilka.api.deps import EngineDep, Principal, require_roles
+from kopilka.api.deps import EngineDep, Principal, require_loyalty_enabled, require_roles
 from kopilka.api.problems import problem_responses
 from kopilka.api.routes import API_PREFIX
 from kopilka.api.routes.transfers import REPLAYED_HEADER
@@ -29,7 +29,10 @@ from kopilka.loyalty.cards import CardView, find_card
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.programs import Program, get_program, rates
 
-router = APIRouter(prefix=f"{API_PREFIX}/pos", tags=["pos"])
+# Every card request refuses while the tenant's loyalty module is off (SPEC P-9).
+router = APIRouter(
+    prefix=f"{API_PREFIX}/pos", tags=["pos"], dependencies=[Depends(require_loyalty_enabled)]
+)
 TerminalPrincipal = Annotated[Principal, Depends(require_roles("terminal"))]
 CheckId = Annotated[str, Path(min_length=1, max_length=100)]
 
