@@ -66,6 +66,8 @@ def registered(kind: str) -> bool:
 def _load_builtin_kinds() -> None:
     """The kinds Kopilka ships register themselves when their module is imported."""
     importlib.import_module("kopilka.jobs.ledger_check")
+    importlib.import_module("kopilka.jobs.card_jobs")
+    importlib.import_module("kopilka.loyalty.imports")
 
 
 class Progress:

@@ -29,7 +29,7 @@ from kopilka.core.db import one_of
 from kopilka.core.errors import InvalidInput
 from kopilka.ledger.accounts import AccountView, find_accounts
 from kopilka.ledger.schema import accounts
-from kopilka.loyalty.cards import CardView, chunk_size, normalise_phone
+from kopilka.loyalty.cards import CardView, card_view, chunk_size, normalise_phone
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.schema import CARD_STATUSES, cards
 
@@ -175,31 +175,6 @@ def card_views(
             now=now,
         ):
             wallets[account.id] = account
-    views = []
-    for row in rows:
-        wallet = wallets[row.account_id]
-        views.append(
-            CardView(
-                id=row.id,
-                tenant_id=row.tenant_id,
-                program_id=row.program_id,
-                number=row.number,
-                status=row.status,
-                blocked_reason=row.blocked_reason,
-                holder_name=row.holder_name,
-                holder_phone=row.holder_phone,
-                holder_email=row.holder_email,
-                issued_at=as_utc(row.issued_at),
-                expires_at=None if row.expires_at is None else as_utc(row.expires_at),
-                account_id=row.account_id,
-                accumulation_minor=row.accumulation_minor,
-                checks_count=row.checks_count,
-                tier_id=row.tier_id,
-                debt_minor=row.debt_minor,
-                balance_minor=wallet.balance_minor,
-                held_minor=wallet.held_minor,
-                available_minor=wallet.available_minor or 0,
-            )
-        )
+    views = [card_view(row, wallets[row.account_id]) for row in rows]
     assert len(views) == len(rows)
     return views

@@ -26,7 +26,13 @@ from kopilka.core.bulk import insert_rows, new_ids
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.db import one_of
 from kopilka.core.errors import Conflict, InvalidInput, NotFound, Refused
-from kopilka.ledger.accounts import Policy, create_account, create_wallets, get_account
+from kopilka.ledger.accounts import (
+    AccountView,
+    Policy,
+    create_account,
+    create_wallets,
+    get_account,
+)
 from kopilka.ledger.schema import entries, holds
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.programs import Program, Tier, get_program
@@ -170,7 +176,35 @@ def _is_expired(status: str, expires_at: datetime | None, now: datetime) -> bool
 
 
 def _view(conn: Connection, row: Any, now: datetime) -> CardView:
-    account = get_account(conn, row.tenant_id, row.account_id, now=now)
+    return card_view(row, get_account(conn, row.tenant_id, row.account_id, now=now))
+
+
+def card_wallets(
+    conn: Connection,
+    program: Program,
+    numbers: Sequence[str],
+    *,
+    actor: Actor,
+    opened_at: datetime,
+) -> list[int]:
+    """Bulk-open the wallets of new cards numbered ``numbers``: the program's point unit,
+    never below zero, with lots. Their ids, in the order of ``numbers``."""
+    return create_wallets(
+        conn,
+        tenant_id=program.tenant_id,
+        unit_code=program.unit.code,
+        owners=[("card", n) for n in numbers],
+        names=[f"Card {n}" for n in numbers],
+        kind="wallet",
+        policy=Policy.NON_NEGATIVE,
+        uses_lots=True,
+        actor=actor,
+        opened_at=opened_at,
+    )
+
+
+def card_view(row: Any, wallet: AccountView) -> CardView:
+    """A card's row with its wallet's figures (read by the caller, one or many at once)."""
     return CardView(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -188,9 +222,9 @@ def _view(conn: Connection, row: Any, now: datetime) -> CardView:
         checks_count=row.checks_count,
         tier_id=row.tier_id,
         debt_minor=row.debt_minor,
-        balance_minor=account.balance_minor,
-        held_minor=account.held_minor,
-        available_minor=account.available_minor or 0,
+        balance_minor=wallet.balance_minor,
+        held_minor=wallet.held_minor,
+        available_minor=wallet.available_minor or 0,
     )
 
 
@@ -447,18 +481,7 @@ def issue_range(
         )
     if progress is not None:
         progress(0, total)
-    account_ids = create_wallets(
-        conn,
-        tenant_id=tenant_id,
-        unit_code=program.unit.code,
-        owners=[("card", n) for n in numbers],
-        names=[f"Card {n}" for n in numbers],
-        kind="wallet",
-        policy=Policy.NON_NEGATIVE,
-        uses_lots=True,
-        actor=actor,
-        opened_at=now,
-    )
+    account_ids = card_wallets(conn, program, numbers, actor=actor, opened_at=now)
     card_ids = new_ids(conn, cards, total)
     tier_id = _initial_tier(program)
     status = "expired" if _is_expired("active", expires, now) else "active"

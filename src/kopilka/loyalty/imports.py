@@ -65,7 +65,7 @@ from kopilka.core.errors import Conflict, InvalidInput, KopilkaError
 from kopilka.core.money import MAX_ABS_MINOR, format_amount
 from kopilka.jobs.runner import JobContext, register
 from kopilka.jobs.schema import jobs
-from kopilka.ledger.accounts import Policy, create_account, create_wallets
+from kopilka.ledger.accounts import Policy, create_account
 from kopilka.ledger.posting import (
     PostedTransfer,
     TransferSpec,
@@ -75,6 +75,7 @@ from kopilka.ledger.posting import (
 )
 from kopilka.ledger.schema import accounts, holds
 from kopilka.loyalty.cards import (
+    card_wallets,
     chunk_size,
     is_valid_luhn,
     normalise_email,
@@ -987,18 +988,7 @@ def _issue(
     tz = ZoneInfo(timezone)
     tenant_id = program.tenant_id
     numbers = [row.number for row in rows]
-    account_ids = create_wallets(
-        conn,
-        tenant_id=tenant_id,
-        unit_code=program.unit.code,
-        owners=[("card", n) for n in numbers],
-        names=[f"Card {n}" for n in numbers],
-        kind="wallet",
-        policy=Policy.NON_NEGATIVE,
-        uses_lots=True,
-        actor=actor,
-        opened_at=opening_at,
-    )
+    account_ids = card_wallets(conn, program, numbers, actor=actor, opened_at=opening_at)
     card_ids = new_ids(conn, cards, len(rows))
     for start in range(0, len(rows), _WRITE_CHUNK):
         end = min(start + _WRITE_CHUNK, len(rows))

@@ -13,6 +13,7 @@ MANAGERS = frozenset({OWNER, ADMINISTRATOR})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "settings.tenant": frozenset({OWNER}),
+    "settings.loyalty": frozenset({OWNER}),
     "settings.branches": MANAGERS,
     "settings.users": MANAGERS,
     "settings.terminals": MANAGERS,
@@ -21,6 +22,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "reports.view": MANAGERS,
     "jobs.run": MANAGERS,
     "cards": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
+    "cards.manage": MANAGERS,
     "hotel": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
     "subscribers": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
     "memberships": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),

@@ -2,6 +2,28 @@
 
 from fastapi import APIRouter
 
-from kopilka.web.routes import auth, home, jobs, ledger, settings
+from kopilka.web.routes import (
+    auth,
+    card_imports,
+    cards,
+    certificates,
+    home,
+    jobs,
+    ledger,
+    loyalty_settings,
+    reports,
+    settings,
+)
 
-ROUTERS: list[APIRouter] = [auth.router, home.router, ledger.router, jobs.router, settings.router]
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    home.router,
+    ledger.router,
+    jobs.router,
+    settings.router,
+    loyalty_settings.router,
+    cards.router,
+    certificates.router,
+    card_imports.router,
+    reports.router,
+]

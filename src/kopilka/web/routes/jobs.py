@@ -14,16 +14,22 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
 from kopilka.core.errors import NotFound
-from kopilka.jobs import ledger_check
+from kopilka.jobs import card_jobs, ledger_check
 from kopilka.jobs.runner import Job, get_job, recent_jobs, start_job
+from kopilka.loyalty import imports
 from kopilka.web.deps import Page, redirect, render, require
 from kopilka.web.i18n import _, lazy
+from kopilka.web.routes.card_imports import IMPORT_STAGES
 
 router = APIRouter(include_in_schema=False)
 
 JobsPage = Annotated[Page, Depends(require("jobs.run"))]
 
-KIND_NAMES = {ledger_check.KIND: lazy("Ledger check")}
+KIND_NAMES = {
+    ledger_check.KIND: lazy("Ledger check"),
+    card_jobs.ISSUE_RANGE: lazy("Issuing a range of cards"),
+    imports.JOB_KIND: lazy("Import of cards from CSV"),
+}
 STATUS_NAMES = {
     "queued": lazy("Queued"),
     "running": lazy("Running"),
@@ -66,6 +72,8 @@ def job_message(job: Job) -> str:
         if job.message:
             return _("Checked: %(check)s", check=check_name(job.message))
         return ""
+    if job.kind == imports.JOB_KIND:
+        return str(IMPORT_STAGES.get(job.message, job.message))
     return job.message
 
 

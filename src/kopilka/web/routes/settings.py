@@ -82,6 +82,7 @@ TABS = (
     ("users", "settings.users", "/settings/users", lazy("Staff")),
     ("terminals", "settings.terminals", "/settings/terminals", lazy("Terminals")),
     ("units", "settings.units", "/settings/units", lazy("Currencies and points")),
+    ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
 )
 
 ROLE_LABELS = {
