@@ -8,6 +8,8 @@ spend, a captured and a pending hold, a corrected mistake, and a subscriber's RU
 with a credit limit that a monthly fee has taken below zero. Besides, ninety days of
 history of a regular guest's card and of a second subscriber, posted at the moments they
 happened, so that balance charts and turnovers over a period have something to show.
+Last, a bonus program with two tiers, fifty cards of which four have holders and checks
+at the bar, and ten gift certificates, two of them sold and one partly spent.
 
 It is idempotent: when the tenant exists, nothing is written and the known credentials
 are returned again (the terminal key is not: only its digest is stored).
@@ -37,6 +39,15 @@ from kopilka.ledger.posting import (
     simple_transfer,
 )
 from kopilka.ledger.schema import accounts, holds, transfers
+from kopilka.loyalty.cards import find_card, issue_range, update_holder
+from kopilka.loyalty.certificates import (
+    issue_certificate_range,
+    pay_with_certificate,
+    sell_certificate,
+)
+from kopilka.loyalty.documents import accrue_points
+from kopilka.loyalty.pos import commit_check
+from kopilka.loyalty.programs import add_tier, create_program
 from kopilka.tenancy.actions import (
     Tenant,
     create_branch,
@@ -51,6 +62,15 @@ DEMO_NAME = "Kopilka Demo"
 DEMO_URL = "http://127.0.0.1:8000"
 DEMO_TERMINAL = "Bar POS 1"
 DEMO_CARDS = ("2000000000017", "2000000000024", "2000000000031", "2000000000048")
+DEMO_PROGRAM = "Бонусы"
+# Cards of the bonus program's range (2770 + serial + Luhn digit) that have holders.
+DEMO_LOYALTY_CARDS = ("27700000014", "27700000022", "27700000030", "27700000048")
+DEMO_HOLDERS = (
+    ("Анна Петрова", "+7 912 345-67-89"),
+    ("Игорь Волков", "+7 903 111-22-33"),
+    ("Елена Соколова", "+7 926 555-44-11"),
+    ("Сергей Морозов", "+7 915 700-80-90"),
+)
 
 # Called with (steps done, steps in all, what is being done).
 ProgressCallback = Callable[[int, int, str], None]
@@ -98,6 +118,7 @@ class _Ctx:
     subscriber: int = 0
     branch_id: int | None = None
     terminal_key: str | None = None
+    terminal_id: int = 0
 
     @property
     def opened_at(self) -> datetime:
@@ -177,13 +198,14 @@ def _staff(ctx: _Ctx) -> None:
             full_name=user.full_name,
             actor=ctx.actor,
         )
-    _, ctx.terminal_key = create_terminal(
+    terminal, ctx.terminal_key = create_terminal(
         ctx.conn,
         tenant_id=ctx.tenant_id,
         name=DEMO_TERMINAL,
         branch_id=ctx.branch_id,
         actor=ctx.actor,
     )
+    ctx.terminal_id = terminal.id
 
 
 def _accounts(ctx: _Ctx) -> None:
@@ -478,6 +500,111 @@ def _post(ctx: _Ctx, spec: TransferSpec) -> None:
     assert not posted.replayed, "the demo is built once, in one transaction"
 
 
+def _loyalty(ctx: _Ctx) -> None:
+    """A bonus program with two tiers, card holders who bought at the bar over the last
+    weeks (checks through the demo terminal), a gift, and sold gift certificates."""
+    conn, tenant_id, actor = ctx.conn, ctx.tenant_id, ctx.actor
+    program = create_program(
+        conn,
+        tenant_id=tenant_id,
+        name=DEMO_PROGRAM,
+        unit_code="BONUS",
+        actor=actor,
+        accrual_bp=300,
+        lifetime_days=365,
+        max_share_bp=5000,
+        accumulation_window_days=365,
+    )
+    for name, threshold, discount, accrual in (
+        ("Серебро", 10_000_00, 300, 500),
+        ("Золото", 50_000_00, 500, 700),
+    ):
+        add_tier(
+            conn,
+            tenant_id=tenant_id,
+            program_id=program.id,
+            name=name,
+            threshold_minor=threshold,
+            discount_bp=discount,
+            accrual_bp=accrual,
+            actor=actor,
+        )
+    issue_range(
+        conn,
+        tenant_id=tenant_id,
+        program_id=program.id,
+        prefix="2770",
+        first=1,
+        last=50,
+        width=6,
+        check_digit=True,
+        actor=actor,
+    )
+    rng = random.Random(7)  # noqa: S311 -- demo amounts, the same on every machine
+    for number, (name, phone) in zip(DEMO_LOYALTY_CARDS, DEMO_HOLDERS, strict=True):
+        card = find_card(conn, tenant_id, number=number)
+        update_holder(
+            conn,
+            tenant_id=tenant_id,
+            card_id=card.id,
+            name=name,
+            phone=phone,
+            email=None,
+            actor=actor,
+        )
+        for visit in range(rng.randint(2, 6)):
+            lines = [rng.randint(3, 40) * 100_00 for _ in range(rng.randint(1, 3))]
+            commit_check(
+                conn,
+                tenant_id=tenant_id,
+                terminal_id=ctx.terminal_id,
+                check_id=f"{number[-4:]}-{visit + 1}",
+                card_number=number,
+                lines=lines,
+                points_minor=0,
+                actor=actor,
+            )
+    accrue_points(
+        conn,
+        tenant_id=tenant_id,
+        card_numbers=[DEMO_LOYALTY_CARDS[0]],
+        amount_minor=500_00,
+        reason="Подарок ко дню рождения",
+        actor=actor,
+        document_id="demo-birthday",
+    )
+    issue_certificate_range(
+        conn,
+        tenant_id=tenant_id,
+        prefix="90",
+        first=1,
+        last=10,
+        width=4,
+        check_digit=False,
+        validity_days=365,
+        actor=actor,
+    )
+    for number, nominal in (("900001", 3_000_00), ("900002", 5_000_00)):
+        sell_certificate(
+            conn,
+            tenant_id=tenant_id,
+            number=number,
+            nominal_minor=nominal,
+            operation_id=f"demo-sale-{number}",
+            actor=actor,
+        )
+    pay_with_certificate(
+        conn,
+        tenant_id=tenant_id,
+        number="900001",
+        amount_minor=1_200_00,
+        operation_id="demo-pay-1",
+        terminal_id=ctx.terminal_id,
+        check_id="Бар-118",
+        actor=actor,
+    )
+
+
 _STEPS = (
     ("staff users and a terminal", _staff),
     ("units and accounts", _accounts),
@@ -485,4 +612,5 @@ _STEPS = (
     ("accruals", _accruals),
     ("spends, holds and a correction", _spending),
     ("a subscriber's account", _subscriber),
+    ("a bonus program, cards and gift certificates", _loyalty),
 )

@@ -91,3 +91,21 @@ def test_the_demo_ledger_verifies_and_its_lapsed_lot_expires(cli: Cli) -> None:
     assert again.exit_code == 0
     assert cli("ledger", "snapshot").exit_code == 0
     assert cli("ledger", "verify").exit_code == 0
+
+
+def test_demo_has_a_bonus_program_with_cards_checks_and_certificates(cli: Cli) -> None:
+    from kopilka.demo import DEMO_LOYALTY_CARDS
+    from kopilka.loyalty.cards import find_card
+    from kopilka.loyalty.certificates import find_certificate
+
+    assert cli("demo").exit_code == 0
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        anna = find_card(conn, tenant.id, number=DEMO_LOYALTY_CARDS[0])
+        assert anna.holder_name == "Анна Петрова"
+        assert anna.checks_count >= 2 and anna.accumulation_minor > 0
+        assert anna.balance_minor > 500_00, "checks' accruals and the birthday gift"
+        sold = find_certificate(conn, tenant.id, "900001")
+        assert (sold.nominal_minor, sold.balance_minor) == (3_000_00, 1_800_00)
+    engine.dispose()
