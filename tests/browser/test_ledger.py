@@ -13,6 +13,8 @@ from .conftest import Watched
 def test_an_accounts_history_balance_at_a_date_and_chart(page: Watched) -> None:
     page.sign_in("owner")
     page.page.click("nav.sidebar >> text=Отчёты")
+    page.page.wait_for_selector("[data-testid=turnovers-report], nav.subnav")
+    page.page.click("nav.subnav >> text=Счета")
     page.page.wait_for_selector("[data-testid=accounts-table]")
     page.page.fill("input[name=q]", HISTORY_CARD)
     page.page.press("input[name=q]", "Enter")

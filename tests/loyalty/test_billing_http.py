@@ -115,6 +115,7 @@ def test_no_route_of_the_gateway_escapes_the_switch(shop: Shop, client: TestClie
     assert len(routes) >= len(POS_REQUESTS)
     for method, path in routes:
         concrete = path.replace("{check_id}", "C-1").replace("{number}", "1")
+        concrete = concrete.replace("{operation_id}", "P-1")
         assert "{" not in concrete, f"give {path} a value in this test"
         assert_refused(client.request(method, concrete, json={}))
 

@@ -171,7 +171,17 @@ def test_blocked_status_and_no_points_post_nothing(shop: Shop) -> None:
 
 
 def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(shop: Shop) -> None:
-    used = shop.card()
+    # A card with history whose number fails the Luhn check (its last digit is off by one).
+    valid = luhn("4100000001")
+    used = shop.tx(
+        lambda c: issue_card(
+            c,
+            tenant_id=shop.tenant.id,
+            program_id=shop.program.id,
+            number=valid[:-1] + str((int(valid[-1]) + 1) % 10),
+            actor=shop.actor,
+        )
+    )
     shop.tx(
         lambda c: documents.accrue_points(
             c,
