@@ -383,6 +383,33 @@ def system_account(
     )
 
 
+def system_account_id(
+    conn: Connection,
+    *,
+    tenant_id: int,
+    unit_code: str,
+    purpose: str,
+    actor: Actor,
+    opened_at: datetime | None = None,
+) -> int:
+    """``system_account(...).id`` with one small query when the account exists (the hot
+    paths post to it and need nothing else of it)."""
+    code = f"{purpose}:{unit_code.upper()}"
+    found = conn.execute(
+        select(accounts.c.id).where(accounts.c.tenant_id == tenant_id, accounts.c.code == code)
+    ).scalar()
+    if found is not None:
+        return int(found)
+    return system_account(
+        conn,
+        tenant_id=tenant_id,
+        unit_code=unit_code,
+        purpose=purpose,
+        actor=actor,
+        opened_at=opened_at,
+    ).id
+
+
 def get_account(
     conn: Connection, tenant_id: int, account_id: int, *, now: datetime | None = None
 ) -> AccountView:

@@ -31,7 +31,7 @@ from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, KopilkaError, NotFound, Refused
 from kopilka.core.money import MAX_ABS_MINOR
-from kopilka.ledger.accounts import system_account
+from kopilka.ledger.accounts import system_account_id
 from kopilka.ledger.posting import (
     EntrySpec,
     PostedTransfer,
@@ -257,9 +257,9 @@ def commit_check(
     specs = []
     unit = program.unit.code
     if q.points_minor:
-        redeemed = system_account(
+        redeemed = system_account_id(
             conn, tenant_id=tenant_id, unit_code=unit, purpose="redeemed", actor=actor
-        ).id
+        )
         specs.append(
             simple_transfer(
                 f"pos:{terminal_id}:{check_id}:spend",
@@ -272,9 +272,9 @@ def commit_check(
             )
         )
     if q.accrual_minor:
-        issuance = system_account(
+        issuance = system_account_id(
             conn, tenant_id=tenant_id, unit_code=unit, purpose="issuance", actor=actor
-        ).id
+        )
         available_at, expires_at = lot_dates(program, now)
         specs.append(
             simple_transfer(
@@ -333,7 +333,12 @@ def commit_check(
         conn.execute(
             update(cards).where(cards.c.id == card.id).values(debt_minor=cards.c.debt_minor + debt)
         )
-    return _committed(conn, _known_check(conn, tenant_id, terminal_id, check_id), replayed=False)
+    return _committed(
+        conn,
+        _known_check(conn, tenant_id, terminal_id, check_id),
+        replayed=False,
+        card_number=card.number,
+    )
 
 
 def _post(
@@ -395,13 +400,18 @@ def _known_check(conn: Connection, tenant_id: int, terminal_id: int, check_id: s
     ).first()
 
 
-def _committed(conn: Connection, row: Any, *, replayed: bool) -> CommittedCheck:
-    card = get_card(conn, row.tenant_id, row.card_id)
+def _committed(
+    conn: Connection, row: Any, *, replayed: bool, card_number: str | None = None
+) -> CommittedCheck:
+    if card_number is None:
+        card_number = conn.execute(
+            select(cards.c.number).where(cards.c.id == row.card_id)
+        ).scalar_one()
     return CommittedCheck(
         id=row.id,
         check_id=row.check_id,
         card_id=row.card_id,
-        card_number=card.number,
+        card_number=card_number,
         status=row.status,
         total_minor=row.total_minor,
         discount_minor=row.discount_minor,
@@ -514,9 +524,9 @@ def refund_check(
         specs.append(
             simple_transfer(
                 f"pos:{terminal_id}:{check_id}:refund:{refund_id}:return",
-                debit_account_id=system_account(
+                debit_account_id=system_account_id(
                     conn, tenant_id=tenant_id, unit_code=unit, purpose="redeemed", actor=actor
-                ).id,
+                ),
                 credit_account_id=card.account_id,
                 amount_minor=points_back,
                 kind="refund",
@@ -543,9 +553,9 @@ def refund_check(
     take = take_lot + take_free
     debt = max(0, accrual_due - take)
     if take > 0:
-        issuance = system_account(
+        issuance = system_account_id(
             conn, tenant_id=tenant_id, unit_code=unit, purpose="issuance", actor=actor
-        ).id
+        )
         # One transfer per source: a transfer names each account once.
         for part, amount_taken, lot_id in (
             ("reverse", take_lot, lot.id if lot is not None else None),

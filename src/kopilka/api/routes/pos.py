@@ -14,20 +14,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from kopilka.api.deps import EngineDep, Principal, require_loyalty_enabled, require_roles
 from kopilka.api.problems import problem_responses
 from kopilka.api.routes import API_PREFIX
 from kopilka.api.routes.transfers import REPLAYED_HEADER
 from kopilka.core.db import read_only
-from kopilka.core.errors import InvalidInput, KopilkaError
+from kopilka.core.errors import InvalidInput, KopilkaError, NotFound
 from kopilka.core.money import format_amount, parse_amount
 from kopilka.ledger.posting import run_transaction
 from kopilka.loyalty import pos
-from kopilka.loyalty.cards import CardView, find_card
+from kopilka.loyalty.cards import CardView, find_card, normalise_number
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.programs import Program, get_program, rates
+from kopilka.loyalty.schema import cards
 
 # Every card request refuses while the tenant's loyalty module is off (SPEC P-9).
 router = APIRouter(
@@ -141,8 +142,15 @@ def _parse_check(body: CheckIn, program: Program) -> tuple[list[int], int | None
 
 
 def _program_of(conn: Connection, tenant_id: int, number: str) -> Program:
-    card = find_card(conn, tenant_id, number=number)
-    return get_program(conn, tenant_id, card.program_id)
+    """The program of the card numbered ``number``: its rules say how to read the check's
+    amounts. Only the card's program is read here; the domain reads the card itself."""
+    wanted = normalise_number(number)
+    program_id = conn.execute(
+        select(cards.c.program_id).where(cards.c.tenant_id == tenant_id, cards.c.number == wanted)
+    ).scalar()
+    if program_id is None:
+        raise NotFound(E.CARD_NOT_FOUND, f"no card numbered {wanted}", number=wanted)
+    return get_program(conn, tenant_id, program_id)
 
 
 @router.post("/calculate", responses=problem_responses(401, 403, 404, 422, 503))
