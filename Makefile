@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check lint bench screenshots browser clean
+.PHONY: run test check lint bench bench-pos screenshots browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ screenshots: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
+
+# The POS gateway over HTTP (wrk) beside pgbench, the offline batch and the nightly routine
+# (issue 4); `make bench-pos ARGS=--quick` for a smoke run.
+bench-pos: $(STAMP)
+	$(BIN)/python bench/pos.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
