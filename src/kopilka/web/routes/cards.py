@@ -57,10 +57,11 @@ T = TypeVar("T")
 CardsPage = Annotated[Page, Depends(require("cards"))]
 ManagePage = Annotated[Page, Depends(require("cards.manage"))]
 
+# Russian agrees the word with "карта" (feminine); the English is the plain word.
 STATUS_NAMES = {
-    "active": lazy("Active"),
-    "blocked": lazy("Blocked"),
-    "expired": lazy("Expired"),
+    "active": lazy("Active card"),
+    "blocked": lazy("Blocked card"),
+    "expired": lazy("Expired card"),
 }
 HISTORY_PER_PAGE = 50
 
