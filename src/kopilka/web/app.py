@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kopilka.api.routes import API_PREFIX
 from kopilka.web import i18n
@@ -38,8 +38,7 @@ CSP = (
 )
 
 
-def _is_web(request: Request) -> bool:
-    path = request.url.path
+def _is_web(path: str) -> bool:
     return not (
         path.startswith(API_PREFIX)
         or path.startswith("/api/")
@@ -47,16 +46,37 @@ def _is_web(request: Request) -> bool:
     )
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        if _is_web(request) and not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+_SECURITY_HEADERS = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+)
+
+
+class SecurityHeaders:
+    """The web pages' security headers (a header the page set itself is kept). A plain
+    ASGI middleware: the API and the terminals' hot paths pass straight through it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not _is_web(path) or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _call(handler: Any, request: Request, exc: Exception) -> Any:
@@ -85,7 +105,7 @@ def install_web(app: FastAPI) -> None:
         return render(None, "error.html", request=request, status_code=403, error="csrf")
 
     async def http_error(request: Request, exc: Exception) -> Any:
-        if not _is_web(request) and api_not_found is not None:
+        if not _is_web(request.url.path) and api_not_found is not None:
             return await _call(api_not_found, request, exc)
         assert isinstance(exc, StarletteHTTPException)
         i18n.set_locale(request_locale(request))
@@ -93,7 +113,7 @@ def install_web(app: FastAPI) -> None:
         return render(None, "error.html", request=request, status_code=exc.status_code, error=error)
 
     async def invalid(request: Request, exc: Exception) -> Any:
-        if not _is_web(request) and api_invalid is not None:
+        if not _is_web(request.url.path) and api_invalid is not None:
             return await _call(api_invalid, request, exc)
         i18n.set_locale(request_locale(request))
         return render(None, "error.html", request=request, status_code=400, error="bad_request")
