@@ -132,9 +132,17 @@ def reconcile(
     return Reconciliation(moment, lines, unknown, len(wanted) - len(unknown), differing)
 
 
+# Every refusal of the POS's figures says what it is about in ``params["reason"]``: empty,
+# too_many, repeated, bad_shape, bad_number or bad_amount (screens word it by that).
+
+
 def _parse_reported(reported: Sequence[Reported]) -> dict[str, tuple[Reported, int]]:
     if len(reported) > MAX_RECONCILE:
-        raise InvalidInput(E.INVALID_RECONCILIATION, f"at most {MAX_RECONCILE:,} cards at once")
+        raise InvalidInput(
+            E.INVALID_RECONCILIATION,
+            f"at most {MAX_RECONCILE:,} cards at once",
+            reason="too_many",
+        )
     wanted: dict[str, tuple[Reported, int]] = {}
     twice = []
     for position, item in enumerate(reported, start=1):
@@ -142,7 +150,10 @@ def _parse_reported(reported: Sequence[Reported]) -> dict[str, tuple[Reported, i
             number = normalise_number(item.number)
         except InvalidInput as error:
             raise InvalidInput(
-                E.INVALID_RECONCILIATION, f"line {position}: {error.detail}", line=position
+                E.INVALID_RECONCILIATION,
+                f"line {position}: {error.detail}",
+                line=position,
+                reason="bad_number",
             ) from error
         if number in wanted:
             twice.append(number)
@@ -152,6 +163,7 @@ def _parse_reported(reported: Sequence[Reported]) -> dict[str, tuple[Reported, i
             E.INVALID_RECONCILIATION,
             f"cards {listing(twice)} are reported more than once",
             card_numbers=twice[:10],
+            reason="repeated",
         )
     return wanted
 
@@ -238,6 +250,7 @@ def _compare(server: Any, item: tuple[Reported, int]) -> ReconcileLine:
             E.INVALID_RECONCILIATION,
             f"line {position} (card {server.number}): {error.detail}",
             line=position,
+            reason="bad_amount",
         ) from error
     return _line(server, balance, accumulation)
 
@@ -267,7 +280,7 @@ def parse_reported_csv(text: str) -> list[Reported]:
     text = text.lstrip("\ufeff")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise InvalidInput(E.INVALID_RECONCILIATION, "the file has no lines")
+        raise InvalidInput(E.INVALID_RECONCILIATION, "the file has no lines", reason="empty")
     delimiter = ";" if ";" in lines[0] else ("\t" if "\t" in lines[0] else ",")
     out = []
     for position, fields_ in enumerate(csv.reader(lines, delimiter=delimiter), start=1):
@@ -279,6 +292,7 @@ def parse_reported_csv(text: str) -> list[Reported]:
                 E.INVALID_RECONCILIATION,
                 f"line {position}: card number; balance[; accumulation] expected",
                 line=position,
+                reason="bad_shape",
             )
 
         def amount(cell: str) -> str | None:

@@ -324,28 +324,28 @@ def _uploaded_text(form: ReconcileForm, posted: FormData) -> str | None:
 def file_refusal(error: KopilkaError) -> str:
     """A refusal of the POS's figures in words people read, by what it is about."""
     line = error.params.get("line")
-    detail = error.detail
-    if error.params.get("card_numbers"):
-        numbers = ", ".join(error.params["card_numbers"])
+    reason = error.params.get("reason")
+    if reason == "repeated":
+        numbers = ", ".join(error.params.get("card_numbers", []))
         return _("These cards are in the file more than once: %(numbers)s.", numbers=numbers)
-    if line is None:
-        if "no lines" in detail:
-            return _("The file is empty.")
-        if "at most" in detail:
-            limit = i18n.format_number(reconciliations.MAX_RECONCILE, 0)
-            return _("At most %(n)s cards in one file.", n=limit)
-        return detail
-    if "(card " in detail:
+    if reason == "empty":
+        return _("The file is empty.")
+    if reason == "too_many":
+        limit = i18n.format_number(reconciliations.MAX_RECONCILE, 0)
+        return _("At most %(n)s cards in one file.", n=limit)
+    if reason == "bad_amount":
         return _(
             "Line %(line)s: the amount is not a number in the card's unit (check the decimals).",
             line=line,
         )
-    if "expected" in detail:
+    if reason == "bad_shape":
         return _(
             "Line %(line)s: expected a card number, the points and (optionally) the "
             "accumulation, separated by semicolons.",
             line=line,
         )
+    if reason != "bad_number":
+        return error.detail
     return _("Line %(line)s: a card number is 4 to 32 digits.", line=line)
 
 
