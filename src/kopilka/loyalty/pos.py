@@ -202,8 +202,13 @@ def commit_check(
     closed_at: datetime | None = None,
     now: datetime | None = None,
     offline: bool = False,
+    program: Program | None = None,
 ) -> CommittedCheck:
     """SPEC P-4: record a closed check once per (terminal, check id).
+
+    ``program``: the card's program if the caller has read it already (the gateway reads it
+    to parse the check's amounts); it is read again only if the card turns out to be on
+    another one.
 
     ``offline``: the check was closed while the terminal could not ask (SPEC P-6). It has
     happened, so it is recorded as it was: the points the POS took are taken as far as the
@@ -233,7 +238,10 @@ def commit_check(
         return _committed(conn, known, replayed=True)
     total = check_total(lines, total_minor)
     card = card_for_use(conn, tenant_id, card_number, now=now, lock=True)
-    program = _enabled_program(conn, tenant_id, card.program_id)
+    if program is None or program.id != card.program_id or program.tenant_id != tenant_id:
+        program = _enabled_program(conn, tenant_id, card.program_id)
+    elif not program.enabled:
+        raise Refused(E.LOYALTY_DISABLED, f"the program {program.name!r} is switched off")
     debt = 0
     if offline:
         q = _as_paid(program, card, total, points_minor)
@@ -333,11 +341,22 @@ def commit_check(
         conn.execute(
             update(cards).where(cards.c.id == card.id).values(debt_minor=cards.c.debt_minor + debt)
         )
-    return _committed(
-        conn,
-        _known_check(conn, tenant_id, terminal_id, check_id),
-        replayed=False,
+    return CommittedCheck(
+        id=row_id,
+        check_id=check_id,
+        card_id=card.id,
         card_number=card.number,
+        status="committed",
+        total_minor=total,
+        discount_minor=q.discount_minor,
+        points_money_minor=q.points_money_minor,
+        money_minor=q.money_minor,
+        spent_minor=q.points_minor,
+        accrued_minor=q.accrual_minor,
+        refunded_minor=0,
+        closed_at=as_utc(closed_at) if closed_at else now,
+        replayed=False,
+        debt_minor=debt,
     )
 
 
@@ -669,15 +688,19 @@ def upload_batch(
     An item already applied (by this upload or an earlier one) is reported ``duplicate``
     and not applied again; a malformed or refused item is reported with its code while the
     rest still apply; points a check took that the card no longer has become its debt.
-    Items go in transactions of ``BATCH_CHUNK``, each item under its own savepoint.
+    Items go in transactions of ``BATCH_CHUNK``, applied set by set
+    (``kopilka.loyalty.pos_batch``), which falls back to ``_apply_chunk`` (each item under
+    its own savepoint) for a run it cannot apply exactly so.
     """
+    from kopilka.loyalty.pos_batch import apply_chunk
+
     results: list[BatchResult] = []
     for start in range(0, len(items), BATCH_CHUNK):
         chunk = items[start : start + BATCH_CHUNK]
         results.extend(
             run_transaction(
                 engine,
-                lambda conn, chunk=chunk: _apply_chunk(  # type: ignore[misc]
+                lambda conn, chunk=chunk: apply_chunk(  # type: ignore[misc]
                     conn, tenant_id, terminal_id, chunk, actor, now
                 ),
             )

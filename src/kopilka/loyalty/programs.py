@@ -267,8 +267,15 @@ def add_tier(
 
 
 def get_program(conn: Connection, tenant_id: int, program_id: int) -> Program:
+    # Two queries (the program with its unit, then its tiers): the POS reads this per check.
     row = conn.execute(
-        select(loyalty_programs, units.c.code.label("unit_code"))
+        select(
+            loyalty_programs,
+            units.c.code.label("unit_code"),
+            units.c.kind.label("unit_kind"),
+            units.c.exponent.label("unit_exponent"),
+            units.c.name.label("unit_name"),
+        )
         .join(units, units.c.id == loyalty_programs.c.unit_id)
         .where(loyalty_programs.c.tenant_id == tenant_id, loyalty_programs.c.id == program_id)
     ).first()
@@ -286,7 +293,9 @@ def get_program(conn: Connection, tenant_id: int, program_id: int) -> Program:
         id=row.id,
         tenant_id=row.tenant_id,
         name=row.name,
-        unit=get_unit(conn, tenant_id, row.unit_code),
+        unit=UnitView(
+            row.unit_id, row.unit_code, UnitKind(row.unit_kind), row.unit_exponent, row.unit_name
+        ),
         currency=row.currency,
         currency_exponent=currency_exponent(row.currency),
         enabled=bool(row.enabled),

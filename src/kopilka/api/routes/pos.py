@@ -255,6 +255,7 @@ def commit(
             total_minor=total,
             closed_at=body.closed_at,
             actor=principal.actor,
+            program=program,
         )
         return check, program
 
