@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata is whole (migrations, tests)."""
 
 from kopilka.core.db import metadata
+from kopilka.farcards import schema as farcards_schema
 from kopilka.jobs import schema as jobs_schema
 from kopilka.ledger import schema as ledger_schema
 from kopilka.loyalty import certificates_schema
@@ -9,6 +10,7 @@ from kopilka.tenancy import schema as tenancy_schema
 
 __all__ = [
     "certificates_schema",
+    "farcards_schema",
     "jobs_schema",
     "ledger_schema",
     "loyalty_schema",

@@ -26,6 +26,7 @@ from kopilka.api.routes import (
     accounts,
     auth,
     certificates,
+    farcards,
     holds,
     loyalty,
     loyalty_billing,
@@ -82,6 +83,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(loyalty_reports.router)
     app.include_router(certificates.router)
     app.include_router(certificates.pos_router)
+    app.include_router(farcards.router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

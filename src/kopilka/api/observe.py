@@ -95,7 +95,8 @@ class ObserveMiddleware:
             await self.app(scope, receive, send_wrapper)
         except Exception:
             error_log.exception(
-                "unhandled error", extra={"request_id": request_id, "path": scope.get("path")}
+                "unhandled error",
+                extra={"request_id": request_id, "path": _loggable(str(scope.get("path", "")))},
             )
             if response_started:
                 raise
@@ -118,7 +119,7 @@ class ObserveMiddleware:
             extra={
                 "request_id": request_id,
                 "method": method,
-                "path": scope.get("path"),
+                "path": _loggable(str(scope.get("path", ""))),
                 "route": template,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
@@ -127,6 +128,15 @@ class ObserveMiddleware:
                 "client_ip": client[0] if client else None,
             },
         )
+
+
+# FarCards carries a terminal's secret in its URL (ExtDllHttp.ini has no header for it).
+_SECRET_IN_PATH = re.compile(r"^(/farcards/[^/]+/)[^/]+")
+
+
+def _loggable(path: str) -> str:
+    """The path as logged: a secret in it replaced by ``***``."""
+    return _SECRET_IN_PATH.sub(r"\1***", path)
 
 
 def _request_id(scope: Scope) -> str:

@@ -11,6 +11,7 @@ from kopilka.cli import (
     certificates,
     db,
     demo,
+    farcards,
     ledger,
     loyalty,
     nightly,
@@ -60,3 +61,4 @@ app.add_typer(terminal.app, name="terminal")
 app.add_typer(cards.app, name="cards")
 app.add_typer(certificates.app, name="certificates")
 app.add_typer(reports.app, name="report")
+app.add_typer(farcards.app, name="farcards")
