@@ -1,7 +1,8 @@
 """Which rows are a tenant's loyalty data: what an export writes and a purge removes.
 
 Domain rows: every row of the tenant in the loyalty tables (programs, tiers, cards,
-purchases, POS checks and refunds, gift certificates with their payments and refunds).
+purchases, POS checks and refunds, gift certificates with their payments and refunds,
+FarCards' discount/bonus numbers and the calls it answered).
 
 Ledger rows, by account. The *loyalty accounts* are
 
@@ -45,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from kopilka.farcards.schema import farcards_calls, farcards_codes
 from kopilka.ledger.schema import (
     account_limits,
     account_snapshots,
@@ -97,6 +99,10 @@ DOMAIN_TABLES = (
     certificates,
     certificate_payments,
     certificate_refunds,
+    # r_keeper's view of them: the tiers' discount/bonus numbers and the calls answered.
+    # (A terminal's FarCards secret and the sub-account mapping are set-up, and stay.)
+    farcards_codes,
+    farcards_calls,
 )
 CERTIFICATE_PURPOSES = (SALES, REDEMPTIONS, BREAKAGE)
 
