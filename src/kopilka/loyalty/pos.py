@@ -671,7 +671,7 @@ class BatchResult:
     check: CommittedCheck | None = None
 
 
-BATCH_CHUNK = 200
+BATCH_CHUNK = 1000  # checks per transaction of an offline batch
 
 
 def upload_batch(
