@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from kopilka.core.actor import Actor
 from kopilka.core.bulk import insert_rows, new_ids
 from kopilka.core.clock import as_utc, utcnow
+from kopilka.core.db import one_of
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
 from kopilka.core.money import Unit, UnitKind, currency_exponent, format_amount
 from kopilka.core.settings import get_settings
@@ -381,6 +382,29 @@ def system_account(
         actor=actor,
         opened_at=opened_at,
     )
+
+
+def backdate_unused(conn: Connection, account_ids: Sequence[int], opened_at: datetime) -> int:
+    """Date the opening of accounts that never had an entry back to ``opened_at``; how
+    many moved.
+
+    Nothing is posted before an account opens; a card issued today whose balance is brought
+    over as of last month needs its (empty) wallet to have been open then. Only accounts
+    without entries move, so no history changes.
+    """
+    moved = 0
+    size = 10_000 if conn.dialect.name == "postgresql" else 500
+    for start in range(0, len(account_ids), size):
+        moved += conn.execute(
+            update(accounts)
+            .where(
+                one_of(conn, accounts.c.id, account_ids[start : start + size]),
+                accounts.c.entry_count == 0,
+                accounts.c.created_at > opened_at,
+            )
+            .values(created_at=opened_at)
+        ).rowcount
+    return moved
 
 
 def system_account_id(

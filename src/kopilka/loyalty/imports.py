@@ -65,7 +65,7 @@ from kopilka.core.errors import Conflict, InvalidInput, KopilkaError
 from kopilka.core.money import MAX_ABS_MINOR, format_amount
 from kopilka.jobs.runner import JobContext, register
 from kopilka.jobs.schema import jobs
-from kopilka.ledger.accounts import Policy, create_account
+from kopilka.ledger.accounts import Policy, backdate_unused, create_account
 from kopilka.ledger.posting import (
     PostedTransfer,
     TransferSpec,
@@ -1090,27 +1090,8 @@ def _update_known(
         ),
         values,
     )
-    _reopen_unused_wallets(conn, [existing[row.number].account_id for row in rows], opening_at)
+    backdate_unused(conn, [existing[row.number].account_id for row in rows], opening_at)
     return {row.number: (existing[row.number].id, existing[row.number].account_id) for row in rows}
-
-
-def _reopen_unused_wallets(conn: Connection, account_ids: list[int], opened_at: datetime) -> None:
-    """Date the opening of wallets that never had an entry back to ``opened_at``.
-
-    The ledger posts nothing before an account's opening; a card issued today whose
-    balance is opened as of last month needs its (empty) wallet to have existed then.
-    Only accounts without entries are touched, so no history moves.
-    """
-    for chunk in _chunks(account_ids, chunk_size(conn)):
-        conn.execute(
-            update(accounts)
-            .where(
-                one_of(conn, accounts.c.id, chunk),
-                accounts.c.entry_count == 0,
-                accounts.c.created_at > opened_at,
-            )
-            .values(created_at=opened_at)
-        )
 
 
 def _post_points(
