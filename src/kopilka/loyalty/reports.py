@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import tempfile
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -50,11 +52,11 @@ from functools import lru_cache
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, case, false, func, or_, select
+from sqlalchemy import Connection, Engine, case, false, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from kopilka.core.clock import as_utc
-from kopilka.core.db import one_of
+from kopilka.core.db import one_of, read_only
 from kopilka.core.errors import InvalidInput, NotFound
 from kopilka.core.money import currency_exponent, format_amount
 from kopilka.ledger.schema import accounts, entries, transfers, units
@@ -723,3 +725,39 @@ def _xlsx_line(
             sheet.write_number(
                 line, col, Decimal(value).scaleb(-exponent), number_format(exponent, total)
             )
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def turnovers_csv(
+    engine: Engine,
+    tenant_id: int,
+    *,
+    locale: str,
+    decimal_comma: bool = True,
+    **options: Any,
+) -> Iterator[str]:
+    """The report as CSV text, chunk by chunk, read on its own connection (a streamed
+    response is sent after the route has returned)."""
+    with read_only(engine) as conn:
+        yield from csv_chunks(
+            iter_turnovers(conn, tenant_id, **options),
+            locale=locale,
+            decimal_comma=decimal_comma,
+        )
+
+
+def turnovers_xlsx_file(
+    engine: Engine, tenant_id: int, *, locale: str, title: str, **options: Any
+) -> str:
+    """The report written to a temporary XLSX file; its path (the caller removes it)."""
+    handle, path = tempfile.mkstemp(prefix="kopilka-report-", suffix=".xlsx")
+    os.close(handle)
+    try:
+        with read_only(engine) as conn:
+            write_xlsx(iter_turnovers(conn, tenant_id, **options), path, locale=locale, title=title)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path

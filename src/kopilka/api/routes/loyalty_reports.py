@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -24,7 +22,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -203,12 +200,14 @@ def balances(
     name = f"balances-{first.isoformat()}-{last.isoformat()}"
     if format is Format.CSV:
         return StreamingResponse(
-            _csv_stream(engine, tenant.id, tenant.locale, options),
+            reports.turnovers_csv(engine, tenant.id, locale=tenant.locale, **options),
             media_type=CSV_TYPE,
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     title = f"{tenant.name}: {first:%d.%m.%Y}–{last:%d.%m.%Y}"
-    path = _xlsx_file(engine, tenant.id, tenant.locale, options, title)
+    path = reports.turnovers_xlsx_file(
+        engine, tenant.id, locale=tenant.locale, title=title, **options
+    )
     return FileResponse(
         path,
         media_type=XLSX_TYPE,
@@ -223,31 +222,6 @@ def _after_card(cursor: str | None) -> int | None:
     if not cursor.isdigit():
         raise InvalidInput(E.INVALID_REPORT, "the cursor is not one this report gave out")
     return int(cursor)
-
-
-def _csv_stream(
-    engine: Engine, tenant_id: int, locale: str, options: dict[str, Any]
-) -> Iterator[str]:
-    # Its own connection: the response is sent after the route has returned.
-    with read_only(engine) as conn:
-        yield from reports.csv_chunks(
-            reports.iter_turnovers(conn, tenant_id, **options), locale=locale
-        )
-
-
-def _xlsx_file(
-    engine: Engine, tenant_id: int, locale: str, options: dict[str, Any], title: str
-) -> str:
-    handle, path = tempfile.mkstemp(prefix="kopilka-report-", suffix=".xlsx")
-    os.close(handle)
-    try:
-        with read_only(engine) as conn:
-            rows = reports.iter_turnovers(conn, tenant_id, **options)
-            reports.write_xlsx(rows, path, locale=locale, title=title)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- history

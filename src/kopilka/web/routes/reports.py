@@ -13,8 +13,7 @@ the CSV and XLSX downloads hold every card of the period with the totals of all 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -22,7 +21,7 @@ from urllib.parse import quote_plus, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 from wtforms import BooleanField, FileField, SelectChoice, SelectField
@@ -234,48 +233,28 @@ def _download(page: Page, period: Period, options: dict[str, Any], wanted: str) 
     locale = page.locale
     if wanted == "csv":
         return StreamingResponse(
-            _csv_stream(page.engine, page.tenant.id, locale, options),
+            reports.turnovers_csv(
+                page.engine,
+                page.tenant.id,
+                locale=locale,
+                decimal_comma=locale == "ru",
+                **options,
+            ),
             media_type=CSV_TYPE,
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     title = _("Balances and turnovers") + (
         f": {page.tenant.name}, {period.first_day:%d.%m.%Y}–{period.last_day:%d.%m.%Y}"
     )
-    path = _xlsx_file(page.engine, page.tenant.id, locale, options, title)
+    path = reports.turnovers_xlsx_file(
+        page.engine, page.tenant.id, locale=locale, title=title, **options
+    )
     return FileResponse(
         path,
         media_type=XLSX_TYPE,
         filename=f"{name}.xlsx",
         background=BackgroundTask(os.unlink, path),
     )
-
-
-def _csv_stream(
-    engine: Engine, tenant_id: int, locale: str, options: dict[str, Any]
-) -> Iterator[str]:
-    # Its own connection: the response is sent after the route has returned. Russian
-    # gets decimal commas (Excel in Russia reads them), English decimal points.
-    with read_only(engine) as conn:
-        yield from reports.csv_chunks(
-            reports.iter_turnovers(conn, tenant_id, **options),
-            locale=locale,
-            decimal_comma=locale == "ru",
-        )
-
-
-def _xlsx_file(
-    engine: Engine, tenant_id: int, locale: str, options: dict[str, Any], title: str
-) -> str:
-    handle, path = tempfile.mkstemp(prefix="kopilka-report-", suffix=".xlsx")
-    os.close(handle)
-    try:
-        with read_only(engine) as conn:
-            rows = reports.iter_turnovers(conn, tenant_id, **options)
-            reports.write_xlsx(rows, path, locale=locale, title=title)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- reconciliation
