@@ -33,7 +33,7 @@ from kopilka.web import i18n
 from kopilka.web.deps import Page, redirect, require
 from kopilka.web.forms import WebForm
 from kopilka.web.i18n import _, lazy
-from kopilka.web.routes.cards import _show  # the cards section's frame and tabs
+from kopilka.web.routes.cards import show_section  # the cards section's frame and tabs
 
 
 async def _close_upload(request: Request) -> AsyncIterator[None]:
@@ -109,7 +109,7 @@ def _today() -> date:
 def _page(page: Page, form: ImportForm, *, status_code: int = 200) -> Response:
     aliases = imports._ALIASES
     columns = [(name, aliases[name], COLUMN_HELP[name]) for name in imports.COLUMNS]
-    return _show(
+    return show_section(
         page,
         "import.html",
         "cards",

@@ -73,7 +73,10 @@ async def _form_data(request: Request) -> FormData:
 Posted = Annotated[FormData, Depends(_form_data)]
 
 
-def _show(page: Page, template: str, tab: str, *, status_code: int = 200, **context: Any) -> Any:
+def show_section(
+    page: Page, template: str, tab: str, *, status_code: int = 200, **context: Any
+) -> Any:
+    """A page of the Cards and bonuses section (``cards/<template>``) with its tabs."""
     tabs = [("cards", _("Cards"), "/cards")]
     tabs += [("certificates", _("Gift certificates"), "/cards/certificates")]
     if page.can("cards.manage"):
@@ -91,7 +94,7 @@ def _show(page: Page, template: str, tab: str, *, status_code: int = 200, **cont
     )
 
 
-def _save(
+def save_form(
     page: Page,
     form: WebForm,
     work: Callable[[Connection], T],
@@ -156,7 +159,7 @@ def _program_choices(conn: Connection, page: Page) -> list[SelectChoice]:
     return [SelectChoice(str(p.id), p.name) for p in list_programs(conn, page.tenant.id)]
 
 
-def _currency(code: str, exponent: int) -> SimpleNamespace:
+def currency_unit(code: str, exponent: int) -> SimpleNamespace:
     """What ``money()`` in a template needs to show an amount of a currency."""
     return SimpleNamespace(code=code, exponent=exponent, kind="currency", name="")
 
@@ -194,7 +197,7 @@ def cards_list(
             status if status in CARD_STATUSES else "",
         ),
     ]
-    return _show(
+    return show_section(
         page,
         "list.html",
         "cards",
@@ -315,7 +318,7 @@ def card_new(page: ManagePage) -> Response:
     form = CardForm()
     with read_only(page.engine) as conn:
         form.program_id.choices = _program_choices(conn, page)
-    return _show(page, "new.html", "cards", form=form)
+    return show_section(page, "new.html", "cards", form=form)
 
 
 @router.post("/cards/new")
@@ -342,10 +345,10 @@ def card_create(page: ManagePage, posted: Posted) -> Response:
             page.flash_next(conn, "success", _("Card %(number)s is issued.", number=card.number))
             return card
 
-        card = _save(page, form, work, _card_errors())
+        card = save_form(page, form, work, _card_errors())
         if card is not None:
             return redirect(f"/cards/{card.id}", page.request)
-    return _show(page, "new.html", "cards", status_code=422, form=form)
+    return show_section(page, "new.html", "cards", status_code=422, form=form)
 
 
 class RangeForm(WebForm):
@@ -364,7 +367,7 @@ def range_new(page: ManagePage) -> Response:
     form = RangeForm()
     with read_only(page.engine) as conn:
         form.program_id.choices = _program_choices(conn, page)
-    return _show(page, "range.html", "cards", form=form)
+    return show_section(page, "range.html", "cards", form=form)
 
 
 @router.post("/cards/range")
@@ -410,7 +413,7 @@ def range_start(page: ManagePage, posted: Posted) -> Response:
                 actor=page.actor,
             )
             return redirect(f"/jobs/{job_id}", page.request)
-    return _show(page, "range.html", "cards", status_code=422, form=form)
+    return show_section(page, "range.html", "cards", status_code=422, form=form)
 
 
 # --------------------------------------------------------------------------- one card
@@ -521,7 +524,7 @@ def _card_page(
     lines = [(item, *_explain(item, program)) for item in (found.items if found else [])]
     if document is None:
         document = DocumentForm(data={"document_id": uuid.uuid4().hex})
-    return _show(
+    return show_section(
         page,
         "card.html",
         "cards",
@@ -529,7 +532,7 @@ def _card_page(
         card=card,
         program=program,
         tier=tier,
-        currency=_currency(program.currency, program.currency_exponent),
+        currency=currency_unit(program.currency, program.currency_exponent),
         percent=_percent,
         lines=lines,
         next_cursor=found.next_cursor if found else None,
@@ -575,7 +578,7 @@ def card_document(page: ManagePage, card_id: int, posted: Posted) -> Response:
             E.INVALID_AMOUNT: ("amount", _("Check the amount.")),
             E.DOCUMENT_CONFLICT: ("", _("This form was sent already; reload the page.")),
         }
-        if _save(page, form, work, fields) is not None or not form.has_errors:
+        if save_form(page, form, work, fields) is not None or not form.has_errors:
             return redirect(f"/cards/{card_id}", page.request)
     return _card_page(page, card_id, document=form, status_code=422)
 
@@ -596,7 +599,7 @@ def card_block(page: ManagePage, card_id: int, posted: Posted) -> Response:
             page.flash_next(conn, "success", _("The card is blocked."))
             return changed
 
-        if _save(page, form, work, {E.INVALID_CARD: ("reason", _("Say why."))}) is not None:
+        if save_form(page, form, work, {E.INVALID_CARD: ("reason", _("Say why."))}) is not None:
             return redirect(f"/cards/{card_id}", page.request)
     return _card_page(page, card_id, block=form, status_code=422)
 
@@ -667,7 +670,7 @@ def _programs_page(
     form.unit_code.choices = units
     forms = {p.id: TierForm() for p in programs}
     forms.update(tier_forms or {})
-    return _show(
+    return show_section(
         page,
         "programs.html",
         "programs",
@@ -676,7 +679,7 @@ def _programs_page(
         form=form,
         tier_forms=forms,
         percent=_percent,
-        currency_of=lambda p: _currency(p.currency, p.currency_exponent),
+        currency_of=lambda p: currency_unit(p.currency, p.currency_exponent),
         has_units=bool(units),
     )
 
@@ -722,7 +725,7 @@ def program_create(page: ManagePage, posted: Posted) -> Response:
             E.PROGRAM_EXISTS: ("name", _("A program with this name exists already.")),
             E.INVALID_PROGRAM: ("", _("Check the program's rules.")),
         }
-        if _save(page, form, work, fields) is not None:
+        if save_form(page, form, work, fields) is not None:
             return redirect("/cards/programs", page.request)
     return _programs_page(page, form=form, status_code=422)
 
@@ -760,7 +763,7 @@ def tier_create(page: ManagePage, program_id: int, posted: Posted) -> Response:
             E.TIER_EXISTS: ("threshold", _("A tier starts at this accumulation already.")),
             E.INVALID_TIER: ("", _("Check the tier.")),
         }
-        if _save(page, form, work, fields) is not None:
+        if save_form(page, form, work, fields) is not None:
             return redirect("/cards/programs", page.request)
     return _programs_page(page, tier_forms={program_id: form}, status_code=422)
 
@@ -776,7 +779,7 @@ def debts_list(page: ManagePage) -> Response:
             conn, page.tenant.id, in_debt=True, offset=paging.offset, limit=paging.limit
         )
         programs = list_programs(conn, page.tenant.id)
-    return _show(
+    return show_section(
         page,
         "debts.html",
         "debts",

@@ -30,11 +30,11 @@ from kopilka.web.forms import WebForm
 from kopilka.web.i18n import _, lazy
 from kopilka.web.routes.cards import (
     Posted,
-    _currency,
-    _save,
-    _show,
+    currency_unit,
     read_amount,
     read_day,
+    save_form,
+    show_section,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -114,7 +114,7 @@ def certificates_list(page: CardsPage, q: str = "", status: str = "", after: int
             chosen or "",
         )
     ]
-    return _show(
+    return show_section(
         page,
         "certificates.html",
         "certificates",
@@ -124,7 +124,7 @@ def certificates_list(page: CardsPage, q: str = "", status: str = "", after: int
         cert_statuses=CERT_STATUSES,
         next_url=next_url,
         first_page=after <= 0,
-        currency=_currency(page.tenant.currency, _exponent(page)),
+        currency=currency_unit(page.tenant.currency, _exponent(page)),
         form=RangeForm(),
     )
 
@@ -166,9 +166,9 @@ def certificates_issue(page: ManagePage, posted: Posted) -> Response:
                     _("A prefix is digits only, and the numbers fit."),
                 ),
             }
-            if _save(page, form, work, fields) is not None:
+            if save_form(page, form, work, fields) is not None:
                 return redirect("/cards/certificates", page.request)
-    return _show(
+    return show_section(
         page,
         "certificates.html",
         "certificates",
@@ -179,7 +179,7 @@ def certificates_issue(page: ManagePage, posted: Posted) -> Response:
         cert_statuses=CERT_STATUSES,
         next_url=None,
         first_page=True,
-        currency=_currency(page.tenant.currency, _exponent(page)),
+        currency=currency_unit(page.tenant.currency, _exponent(page)),
         form=form,
     )
 
@@ -205,14 +205,14 @@ def _certificate_page(
         lines = history(
             conn, page.tenant.id, certificate.account_id, newest_first=True, limit=PER_PAGE
         )
-    return _show(
+    return show_section(
         page,
         "certificate.html",
         "certificates",
         status_code=status_code,
         certificate=certificate,
         cert_statuses=CERT_STATUSES,
-        currency=_currency(certificate.currency, certificate.exponent),
+        currency=currency_unit(certificate.currency, certificate.exponent),
         lines=lines,
         sell=sell or SellForm(data={"operation_id": uuid.uuid4().hex}),
         pay=pay or PayForm(data={"operation_id": uuid.uuid4().hex}),
@@ -266,7 +266,7 @@ def certificate_sell(page: CardsPage, certificate_id: int, posted: Posted) -> Re
             page.flash_next(conn, "success", _("The certificate is sold."))
             return sale
 
-        if _save(page, form, work, _refusals()) is not None:
+        if save_form(page, form, work, _refusals()) is not None:
             return redirect(f"/cards/certificates/{certificate_id}", page.request)
     return _certificate_page(page, certificate_id, sell=form, status_code=422)
 
@@ -293,7 +293,7 @@ def certificate_pay(page: CardsPage, certificate_id: int, posted: Posted) -> Res
             page.flash_next(conn, "success", _("The payment is taken."))
             return payment
 
-        if _save(page, form, work, _refusals()) is not None:
+        if save_form(page, form, work, _refusals()) is not None:
             return redirect(f"/cards/certificates/{certificate_id}", page.request)
     return _certificate_page(page, certificate_id, pay=form, status_code=422)
 
@@ -316,7 +316,7 @@ def certificate_block(page: ManagePage, certificate_id: int, posted: Posted) -> 
             page.flash_next(conn, "success", _("The certificate is blocked."))
             return done
 
-        if _save(page, form, work, _refusals()) is not None:
+        if save_form(page, form, work, _refusals()) is not None:
             return redirect(f"/cards/certificates/{certificate_id}", page.request)
     return _certificate_page(page, certificate_id, block=form, status_code=422)
 
