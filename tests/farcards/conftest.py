@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -24,41 +23,33 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from kopilka.api.app import create_app
 from kopilka.core.actor import Actor
-from kopilka.core.db import read_only
 from kopilka.core.money import UnitKind
 from kopilka.farcards.terminals import configure_terminal, set_codes, set_sub_account
 from kopilka.ledger.accounts import create_unit
 from kopilka.ledger.posting import run_transaction
-from kopilka.ledger.verify import verify
-from kopilka.loyalty.cards import CardView, get_card, issue_card
-from kopilka.loyalty.programs import Program, add_tier, create_program, get_program
-from kopilka.tenancy.actions import Tenant, create_tenant, create_terminal
+from kopilka.loyalty.cards import CardView, issue_card
+from kopilka.loyalty.programs import add_tier, create_program, get_program
+from kopilka.tenancy.actions import create_tenant, create_terminal
+from tests.loyalty.conftest import Shop
 
 with warnings.catch_warnings():
     # Starlette asks for the httpx2 fork; plain httpx still works and is what we have.
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-T = TypeVar("T")
 _numbers = itertools.count(1)
 _apps: dict[str, Any] = {}
 RESTAURANT, STATION = "9999", "2"
 
 
 @dataclass
-class Restaurant:
-    engine: Engine
-    tenant: Tenant
-    actor: Actor
-    program: Program
-    terminal_id: int
-    terminal_key: str
-    secret: str
+class Restaurant(Shop):
+    """The loyalty tests' shop, with its terminal's FarCards secret."""
 
-    def tx(self, work: Callable[[Connection], T]) -> T:
-        return run_transaction(self.engine, work)
+    secret: str = ""
 
     def card(self, number: str | None = None, **holder: Any) -> CardView:
+        """A card of the program: r_keeper sends card numbers as integers, so 8 digits."""
         number = number or f"8{next(_numbers):07d}"
         return self.tx(
             lambda c: issue_card(
@@ -70,14 +61,6 @@ class Restaurant:
                 **holder,
             )
         )
-
-    def get(self, card: CardView) -> CardView:
-        with read_only(self.engine) as conn:
-            return get_card(conn, self.tenant.id, card.id)
-
-    def assert_clean(self) -> None:
-        with read_only(self.engine) as conn:
-            assert verify(conn, tenant_id=self.tenant.id) == []
 
 
 def open_restaurant(engine: Engine, actor: Actor, locale: str = "ru") -> Restaurant:
