@@ -8,6 +8,8 @@ nightly scheduler off) driven by wrk with the Lua scripts in ``bench/lua/``:
 * commits: ``POST /api/v1/pos/checks``, each a new check (unique check id) of a random
   card, every other one paying 1.00 point; per second, with p50/p99 latency;
 * lookups: ``GET /api/v1/pos/cards/lookup`` of a random card; per second, p50/p99;
+* ``GET /healthz`` (no database, no auth): what the HTTP stack alone answers, the ceiling
+  of any request on this machine;
 * pgbench's TPC-B-like script with as many clients as wrk has connections, on the same
   PostgreSQL server, in the same run, right after the commits;
 * an offline batch of 100,000 checks: ``POST /api/v1/pos/batches`` in sequential chunks of
@@ -783,12 +785,14 @@ def main() -> None:
                 commits = run_wrk(wrk, "commit.lua", server, setup, keys_file, **kw)
                 pg_tps, pg_latency = run_pgbench(pgbench, connections, seconds)
                 lookups = run_wrk(wrk, "lookup.lua", server, setup, keys_file, **kw)
+                ceiling = run_wrk(wrk, "healthz.lua", server, setup, keys_file, **kw)
                 one = {
                     "workers": workers,
                     "connections": connections,
                     "wrk_threads": threads,
                     "commit": commits.as_dict(),
                     "lookup": lookups.as_dict(),
+                    "healthz": ceiling.as_dict(),
                     "pgbench_tps": round(pg_tps, 1),
                     "pgbench_latency_ms": pg_latency,
                     "commit_ratio_vs_pgbench": round(commits.rps / pg_tps, 3),
@@ -801,7 +805,7 @@ def main() -> None:
                     f"p99 {commits.p99_ms:.1f} ms ({commits.errors} errors); "
                     f"lookups {lookups.rps:,.0f}/s p50 {lookups.p50_ms:.1f} ms "
                     f"p99 {lookups.p99_ms:.1f} ms ({lookups.errors} errors); "
-                    f"pgbench {pg_tps:,.0f} tps",
+                    f"pgbench {pg_tps:,.0f} tps; /healthz {ceiling.rps:,.0f}/s",
                     flush=True,
                 )
                 for load in (commits, lookups):
@@ -848,6 +852,9 @@ def main() -> None:
         "lookup_p50_ms": best["lookup"]["p50_ms"],
         "lookup_p99_ms": best["lookup"]["p99_ms"],
         "lookup_errors": best["lookup"]["errors"],
+        # The HTTP stack alone (no database, no auth), same workers and connections.
+        "healthz_rps": best["healthz"]["rps"],
+        "healthz_p99_ms": best["healthz"]["p99_ms"],
         "batch_checks": batch_checks,
         "batch_100k_s": round(batch_s * 100_000 / batch_checks, 1),
         "batch_s": round(batch_s, 1),

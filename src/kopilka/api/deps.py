@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -37,7 +37,7 @@ from kopilka.tenancy.actions import (
     actor_for_terminal,
     actor_for_user,
     resolve_staff_token,
-    sign_in_terminal,
+    sign_in_terminal_cached,
 )
 
 TERMINAL_ROLE = "terminal"
@@ -47,10 +47,17 @@ MANAGERS = ("owner", "administrator")
 EVERYONE = ("owner", "administrator", "cashier", "front_desk", TERMINAL_ROLE)
 
 
-def get_engine(request: Request) -> Engine:
+def engine_of(request: Request) -> Engine:
     engine = request.app.state.engine
     assert isinstance(engine, Engine)
     return engine
+
+
+# The dependencies here are coroutines: FastAPI runs a plain function in its thread pool, a
+# hand-off per dependency that costs more than their work (and, with several at once, the
+# threads' contention for the GIL). The one query a sign-in may make runs on the loop.
+async def get_engine(request: Request) -> Engine:
+    return engine_of(request)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -81,7 +88,7 @@ def _not_authenticated(detail: str) -> Unauthenticated:
     return Unauthenticated(CommonErrorCode.NOT_AUTHENTICATED, detail)
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -91,21 +98,21 @@ def get_principal(
     token = credentials.credentials.strip()
     source_ip = request.client.host if request.client else None
     principal: Principal | None = None
-    with read_only(engine) as conn:
-        if token.startswith(STAFF_TOKEN_PREFIX):
+    if token.startswith(STAFF_TOKEN_PREFIX):
+        with read_only(engine) as conn:
             user = resolve_staff_token(conn, token)
-            if user is not None:
-                principal = Principal(user.tenant_id, actor_for_user(user, source_ip), user.role)
-        elif token.startswith(TERMINAL_KEY_PREFIX):
-            signed_in = sign_in_terminal(conn, token)
-            if signed_in is not None:
-                terminal = signed_in.terminal
-                principal = Principal(
-                    terminal.tenant_id,
-                    actor_for_terminal(terminal, source_ip),
-                    TERMINAL_ROLE,
-                    signed_in.loyalty_enabled,
-                )
+        if user is not None:
+            principal = Principal(user.tenant_id, actor_for_user(user, source_ip), user.role)
+    elif token.startswith(TERMINAL_KEY_PREFIX):
+        signed_in = sign_in_terminal_cached(engine, token)
+        if signed_in is not None:
+            terminal = signed_in.terminal
+            principal = Principal(
+                terminal.tenant_id,
+                actor_for_terminal(terminal, source_ip),
+                TERMINAL_ROLE,
+                signed_in.loyalty_enabled,
+            )
     if principal is None:
         raise _not_authenticated("the token or key is unknown, expired or revoked")
     assert principal.role in EVERYONE
@@ -115,10 +122,10 @@ def get_principal(
     return principal
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     assert roles and all(role in EVERYONE for role in roles)
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise Forbidden(
                 CommonErrorCode.FORBIDDEN,
@@ -130,7 +137,7 @@ def require_roles(*roles: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def require_loyalty_enabled(
+async def require_loyalty_enabled(
     principal: Annotated[Principal, Depends(get_principal)], engine: EngineDep
 ) -> Principal:
     """Refuses every request of a tenant whose loyalty module is off (SPEC P-9).

@@ -99,7 +99,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping before each checkout (a round trip on every request): a connection the server
+    # dropped fails its first statement, SQLAlchemy then discards the whole pool, and that
+    # one request answers 503; the next ones get fresh connections.
+    kwargs.setdefault("pool_pre_ping", False)
     return create_engine(url, **kwargs)
 
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # tenant's own time zone (``kopilka nightly`` runs it on demand).
     nightly_hour: int = Field(default=2, ge=0, le=23)
     nightly_scheduler: bool = False  # `kopilka serve` turns it on
+    # How long a server process may keep what the POS gateway reads on every request and
+    # staff change seldom: a terminal key's sign-in, a loyalty program with its tiers, the
+    # ids of system accounts. A change made through this process takes effect at once; one
+    # made through another process, within this many seconds. 0 turns the caches off.
+    config_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     log_level: str = "INFO"
     log_json: bool = True
     host: str = "127.0.0.1"

@@ -55,7 +55,7 @@ from kopilka.ledger.posting import run_transaction
 from kopilka.ledger.schema import lots
 from kopilka.loyalty import pos
 from kopilka.loyalty.cards import find_card, normalise_number
-from kopilka.loyalty.programs import LoyaltyErrorCode, Program, get_program, rates
+from kopilka.loyalty.programs import LoyaltyErrorCode, Program, cached_program, rates
 from kopilka.tenancy.actions import actor_for_terminal
 
 log = logging.getLogger("kopilka.farcards")
@@ -153,7 +153,7 @@ def card_info(conn: Connection, caller: Caller, query: CardQuery, *, now: dateti
     _loyalty_on(caller)
     tenant_id, lang = caller.link.tenant_id, m.language(caller.locale)
     card = find_card(conn, tenant_id, number=query.card, now=now)
-    program = get_program(conn, tenant_id, card.program_id)
+    program = cached_program(conn, tenant_id, card.program_id)
     tier, _, _ = rates(program, card.accumulation_minor)
     exponent = program.currency_exponent
     blocked, expired = card.status == "blocked", card.is_expired(now)
@@ -393,7 +393,7 @@ def post_transactions(
 
 def _program(conn: Connection, caller: Caller, number: str) -> Program:
     card = find_card(conn, caller.link.tenant_id, number=number)
-    return get_program(conn, caller.link.tenant_id, card.program_id)
+    return cached_program(conn, caller.link.tenant_id, card.program_id)
 
 
 def _sub_account(conn: Connection, caller: Caller, program: Program) -> int | None:

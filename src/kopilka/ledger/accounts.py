@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kopilka.core.actor import Actor
 from kopilka.core.bulk import insert_rows, new_ids
+from kopilka.core.cache import ConfigCache
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.db import one_of
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
@@ -407,6 +408,11 @@ def backdate_unused(conn: Connection, account_ids: Sequence[int], opened_at: dat
     return moved
 
 
+# A system account, once opened, keeps its id until its tenant's data is purged
+# (kopilka.loyalty.billing empties the caches then).
+SYSTEM_ACCOUNT_IDS: ConfigCache[tuple[int, str], int] = ConfigCache("system account ids")
+
+
 def system_account_id(
     conn: Connection,
     *,
@@ -416,14 +422,20 @@ def system_account_id(
     actor: Actor,
     opened_at: datetime | None = None,
 ) -> int:
-    """``system_account(...).id`` with one small query when the account exists (the hot
-    paths post to it and need nothing else of it)."""
+    """``system_account(...).id``: the hot paths post to it and need nothing else of it, so
+    a process keeps the id for a moment (kopilka.core.cache) and asks one small query
+    otherwise."""
     code = f"{purpose}:{unit_code.upper()}"
-    found = conn.execute(
-        select(accounts.c.id).where(accounts.c.tenant_id == tenant_id, accounts.c.code == code)
-    ).scalar()
+
+    def load() -> int | None:
+        found = conn.execute(
+            select(accounts.c.id).where(accounts.c.tenant_id == tenant_id, accounts.c.code == code)
+        ).scalar()
+        return None if found is None else int(found)
+
+    found = SYSTEM_ACCOUNT_IDS.get(conn, (tenant_id, code), load)
     if found is not None:
-        return int(found)
+        return found
     return system_account(
         conn,
         tenant_id=tenant_id,

@@ -32,11 +32,12 @@ from typing import IO, Any
 from sqlalchemy import Connection, Engine, delete, func, select, text, update
 
 from kopilka.core.actor import Actor
+from kopilka.core.cache import forget_all
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Refused
 from kopilka.loyalty import billing_scope as scope
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
-from kopilka.tenancy.actions import Tenant, get_tenant
+from kopilka.tenancy.actions import TERMINAL_SIGN_INS, Tenant, get_tenant
 from kopilka.tenancy.audit import record_audit
 from kopilka.tenancy.schema import purge_permits, purge_requests, tenants
 
@@ -80,6 +81,7 @@ def set_loyalty_enabled(conn: Connection, *, tenant_id: int, enabled: bool, acto
     if before == enabled:
         return False
     conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(loyalty_enabled=enabled))
+    TERMINAL_SIGN_INS.forget(conn=conn)  # a terminal's sign-in carries the switch
     record_audit(
         conn,
         tenant_id=tenant_id,
@@ -348,6 +350,7 @@ def purge_loyalty(
             removed[part.name] = conn.execute(delete(part.table).where(part.where)).rowcount
         scope.drop_scratch(conn)
         progress(len(parts), len(parts), "done")
+    forget_all(conn)  # programs, system accounts and sign-ins of this process
     assert scope.program_unit_ids(conn, tenant_id) == (), "no program is left"
     record_audit(
         conn,

@@ -42,7 +42,7 @@ from kopilka.ledger.posting import (
 )
 from kopilka.ledger.schema import lots
 from kopilka.loyalty.cards import CardView, card_for_use, get_card
-from kopilka.loyalty.programs import BP, Program, Tier, get_program, lot_dates, rates
+from kopilka.loyalty.programs import BP, Program, Tier, cached_program, lot_dates, rates
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.schema import card_purchases, cards, pos_checks, pos_refunds
 
@@ -155,7 +155,7 @@ def calculate(
 
 
 def _enabled_program(conn: Connection, tenant_id: int, program_id: int) -> Program:
-    program = get_program(conn, tenant_id, program_id)
+    program = cached_program(conn, tenant_id, program_id)
     if not program.enabled:
         raise Refused(E.LOYALTY_DISABLED, f"the program {program.name!r} is switched off")
     return program
@@ -523,7 +523,7 @@ def refund_check(
             f"at most {left} of check {check_id!r} is left to refund; {amount} was asked",
             left_minor=left,
         )
-    program = get_program(conn, tenant_id, card.program_id)
+    program = cached_program(conn, tenant_id, card.program_id)
     so_far = conn.execute(
         select(
             func.coalesce(func.sum(pos_refunds.c.points_returned_minor), 0),

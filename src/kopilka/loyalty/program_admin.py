@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select, update
 from kopilka.core.actor import Actor
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
 from kopilka.core.money import MAX_ABS_MINOR
-from kopilka.loyalty.programs import BP, Program, get_program
+from kopilka.loyalty.programs import BP, Program, forget_program, get_program
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.schema import loyalty_programs
 from kopilka.tenancy.audit import record_audit
@@ -154,6 +154,7 @@ def update_program(
     conn.execute(
         update(loyalty_programs).where(loyalty_programs.c.id == program_id).values(**changed)
     )
+    forget_program(conn, tenant_id, program_id)
     record_audit(
         conn,
         tenant_id=tenant_id,

@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import Connection, select
 
 from kopilka.core.actor import Actor
+from kopilka.core.cache import ConfigCache
 from kopilka.core.clock import utcnow
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
 from kopilka.core.money import UnitKind, currency_exponent
@@ -263,6 +264,7 @@ def add_tier(
         object_id=program_id,
         details={"tier": tier_id, "threshold_minor": threshold_minor},
     )
+    forget_program(conn, tenant_id, program_id)
     return Tier(tier_id, name, threshold_minor, discount_bp, accrual_bp)
 
 
@@ -308,6 +310,24 @@ def get_program(conn: Connection, tenant_id: int, program_id: int) -> Program:
         accumulation_window_days=row.accumulation_window_days,
         tiers=tiers,
     )
+
+
+# The POS gateway reads the card's program on every request (kopilka.core.cache).
+PROGRAMS: ConfigCache[tuple[int, int], Program] = ConfigCache("loyalty programs")
+
+
+def cached_program(conn: Connection, tenant_id: int, program_id: int) -> Program:
+    """``get_program`` through this process's short-lived cache (the POS hot paths)."""
+    program = PROGRAMS.get(
+        conn, (tenant_id, program_id), lambda: get_program(conn, tenant_id, program_id)
+    )
+    assert program is not None
+    return program
+
+
+def forget_program(conn: Connection, tenant_id: int, program_id: int) -> None:
+    """A program or its tiers changed (in ``conn``'s transaction): read it afresh."""
+    PROGRAMS.forget(lambda key: key == (tenant_id, program_id), conn=conn)
 
 
 def list_programs(conn: Connection, tenant_id: int) -> list[Program]:

@@ -20,10 +20,12 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from babel import Locale, UnknownLocaleError
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from kopilka.core.actor import Actor, ActorType
+from kopilka.core.cache import ConfigCache
 from kopilka.core.clock import as_utc, utcnow
+from kopilka.core.db import read_only
 from kopilka.core.errors import (
     Conflict,
     Forbidden,
@@ -751,8 +753,14 @@ class TerminalSignIn:
     loyalty_enabled: bool  # the tenant's loyalty switch (SPEC P-9)
 
 
+# Every POS request signs its terminal in: a process keeps a key's sign-in for a moment
+# (kopilka.core.cache), keyed by the key's digest. Revoking a terminal or switching a
+# tenant's loyalty module drops them.
+TERMINAL_SIGN_INS: ConfigCache[str, TerminalSignIn] = ConfigCache("terminal sign-ins")
+
+
 def sign_in_terminal(conn: Connection, key: str) -> TerminalSignIn | None:
-    """The live terminal whose key this is, in one query (every POS request makes it)."""
+    """The live terminal whose key this is, in one query."""
     if not key.startswith(TERMINAL_KEY_PREFIX):
         return None
     row = conn.execute(
@@ -763,6 +771,19 @@ def sign_in_terminal(conn: Connection, key: str) -> TerminalSignIn | None:
     if row is None or row.revoked_at is not None:
         return None
     return TerminalSignIn(_terminal(row), bool(row.loyalty_enabled))
+
+
+def sign_in_terminal_cached(engine: Engine, key: str) -> TerminalSignIn | None:
+    """``sign_in_terminal`` through this process's short-lived cache: no query at all while
+    the key's sign-in is fresh."""
+    if not key.startswith(TERMINAL_KEY_PREFIX):
+        return None
+
+    def load() -> TerminalSignIn | None:
+        with read_only(engine) as conn:
+            return sign_in_terminal(conn, key)
+
+    return TERMINAL_SIGN_INS.get(engine, _digest(key), load)
 
 
 def resolve_terminal_key(conn: Connection, key: str) -> Terminal | None:
@@ -777,6 +798,7 @@ def revoke_terminal(conn: Connection, *, tenant_id: int, terminal_id: int, actor
         .where(terminals.c.id == terminal_id, terminals.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    TERMINAL_SIGN_INS.forget(conn=conn)
     record_audit(
         conn,
         tenant_id=tenant_id,

@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from kopilka.api.deps import get_engine
+from kopilka.api.deps import engine_of
 from kopilka.core.clock import utcnow
 from kopilka.core.db import read_only
 from kopilka.core.errors import Forbidden, InvalidInput, KopilkaError, NotFound, Refused
@@ -54,7 +54,7 @@ async def _body(request: Request) -> bytes:
 
 def _locale(request: Request, slug: str) -> str:
     """The tenant's language for a reply to a caller not signed in (unknown: Russian)."""
-    engine = get_engine(request)
+    engine = engine_of(request)
     with read_only(engine) as conn:
         found = conn.execute(tenants.select().where(tenants.c.slug == slug)).first()
     return found.locale if found is not None else "ru"
@@ -63,7 +63,7 @@ def _locale(request: Request, slug: str) -> str:
 def _handle(
     request: Request, slug: str, secret: str, function: str, body: bytes | KopilkaError
 ) -> bytes:
-    engine = get_engine(request)
+    engine = engine_of(request)
     source_ip = request.client.host if request.client else None
     now = utcnow()
     caller: Caller | None = None

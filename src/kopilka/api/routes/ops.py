@@ -20,7 +20,7 @@ log = logging.getLogger("kopilka.api")
 
 
 @router.get("/healthz")
-def healthz() -> StatusOut:
+async def healthz() -> StatusOut:
     """The process is alive (it does not look at the database)."""
     return StatusOut(status="ok")
 

@@ -27,7 +27,7 @@ from kopilka.ledger.posting import run_transaction
 from kopilka.loyalty import pos
 from kopilka.loyalty.cards import CardView, find_card, normalise_number
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
-from kopilka.loyalty.programs import Program, get_program, rates
+from kopilka.loyalty.programs import Program, cached_program, rates
 from kopilka.loyalty.schema import cards
 
 # Every card request refuses while the tenant's loyalty module is off (SPEC P-9).
@@ -89,7 +89,7 @@ def card_out(card: CardView, program: Program) -> CardOut:
 
 
 @router.get("/cards/lookup", responses=problem_responses(401, 403, 404, 422, 503))
-def lookup(
+async def lookup(
     principal: TerminalPrincipal,
     engine: EngineDep,
     number: Annotated[str | None, Query(max_length=64)] = None,
@@ -101,7 +101,7 @@ def lookup(
         raise InvalidInput(E.INVALID_CARD_NUMBER, "send the card's number or the holder's phone")
     with read_only(engine) as conn:
         card = find_card(conn, principal.tenant_id, number=number, phone=phone)
-        program = get_program(conn, principal.tenant_id, card.program_id)
+        program = cached_program(conn, principal.tenant_id, card.program_id)
         return card_out(card, program)
 
 
@@ -150,7 +150,7 @@ def _program_of(conn: Connection, tenant_id: int, number: str) -> Program:
     ).scalar()
     if program_id is None:
         raise NotFound(E.CARD_NOT_FOUND, f"no card numbered {wanted}", number=wanted)
-    return get_program(conn, tenant_id, program_id)
+    return cached_program(conn, tenant_id, program_id)
 
 
 @router.post("/calculate", responses=problem_responses(401, 403, 404, 422, 503))
@@ -271,7 +271,7 @@ def read_check(check_id: CheckId, principal: TerminalPrincipal, engine: EngineDe
     with read_only(engine) as conn:
         check = pos.get_check(conn, principal.tenant_id, _terminal_id(principal), check_id)
         card = find_card(conn, principal.tenant_id, number=check.card_number)
-        return check_out(check, get_program(conn, principal.tenant_id, card.program_id))
+        return check_out(check, cached_program(conn, principal.tenant_id, card.program_id))
 
 
 class RefundIn(Strict):
@@ -308,7 +308,7 @@ def refund(
     def work(conn: Connection) -> tuple[pos.Refund, Program]:
         check = pos.get_check(conn, principal.tenant_id, _terminal_id(principal), check_id)
         card = find_card(conn, principal.tenant_id, number=check.card_number)
-        program = get_program(conn, principal.tenant_id, card.program_id)
+        program = cached_program(conn, principal.tenant_id, card.program_id)
         amount = (
             None
             if body.amount is None
