@@ -9,7 +9,10 @@ with a credit limit that a monthly fee has taken below zero. Besides, ninety day
 history of a regular guest's card and of a second subscriber, posted at the moments they
 happened, so that balance charts and turnovers over a period have something to show.
 Last, a bonus program with two tiers, fifty cards of which four have holders and checks
-at the bar, and ten gift certificates, two of them sold and one partly spent.
+at the bar, and ten gift certificates, two of them sold and one partly spent. And the
+payment types of a hotel with a bar (cash, card, room charge, deposit, and the program's
+bonuses paying at most 30 % of what a guest owes), with the r_keeper currency codes the
+bar's terminal sends for them (1, 2, 12, 13).
 
 It is idempotent: when the tenant exists, nothing is written and the known credentials
 are returned again (the terminal key is not: only its digest is stored).
@@ -48,6 +51,8 @@ from kopilka.loyalty.certificates import (
 from kopilka.loyalty.documents import accrue_points
 from kopilka.loyalty.pos import commit_check
 from kopilka.loyalty.programs import add_tier, create_program
+from kopilka.payments.codes import add_payment_code
+from kopilka.payments.types import PaymentKind, create_payment_type
 from kopilka.tenancy.actions import (
     Tenant,
     create_branch,
@@ -605,6 +610,39 @@ def _loyalty(ctx: _Ctx) -> None:
     )
 
 
+# (name, kind, r_keeper currency code or None); the points type is the program's BONUS.
+DEMO_PAYMENT_TYPES = (
+    ("Наличные", PaymentKind.CASH, "1"),
+    ("Банковская карта", PaymentKind.CARD, "2"),
+    ("Закрытие на номер", PaymentKind.ROOM_CHARGE, "12"),
+    ("Депозит", PaymentKind.DEPOSIT, "13"),
+    ("Бонусы", PaymentKind.POINTS, None),
+)
+
+
+def _payments(ctx: _Ctx) -> None:
+    """The payment types directory (SPEC H-3) and the bar's currency codes (P-8)."""
+    for name, kind, code in DEMO_PAYMENT_TYPES:
+        points = kind == PaymentKind.POINTS
+        payment_type = create_payment_type(
+            ctx.conn,
+            tenant_id=ctx.tenant_id,
+            name=name,
+            kind=kind,
+            unit_code="BONUS" if points else None,
+            max_share_bp=3000 if points else None,
+            actor=ctx.actor,
+        )
+        if code is not None:
+            add_payment_code(
+                ctx.conn,
+                tenant_id=ctx.tenant_id,
+                code=code,
+                payment_type_id=payment_type.id,
+                actor=ctx.actor,
+            )
+
+
 _STEPS = (
     ("staff users and a terminal", _staff),
     ("units and accounts", _accounts),
@@ -613,4 +651,5 @@ _STEPS = (
     ("spends, holds and a correction", _spending),
     ("a subscriber's account", _subscriber),
     ("a bonus program, cards and gift certificates", _loyalty),
+    ("payment types and the terminal's codes", _payments),
 )

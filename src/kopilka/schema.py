@@ -6,6 +6,7 @@ from kopilka.jobs import schema as jobs_schema
 from kopilka.ledger import schema as ledger_schema
 from kopilka.loyalty import certificates_schema
 from kopilka.loyalty import schema as loyalty_schema
+from kopilka.payments import schema as payments_schema
 from kopilka.tenancy import schema as tenancy_schema
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "ledger_schema",
     "loyalty_schema",
     "metadata",
+    "payments_schema",
     "tenancy_schema",
 ]

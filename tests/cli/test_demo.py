@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from kopilka.core.db import read_only
-from kopilka.demo import DEMO_USERS
+from kopilka.demo import DEMO_TERMINAL, DEMO_USERS
 from kopilka.ledger.accounts import find_accounts
 from kopilka.ledger.schema import holds, lots, transfers
-from kopilka.tenancy.actions import authenticate, get_tenant_by_slug
+from kopilka.payments.codes import list_payment_codes, resolve_payment_code
+from kopilka.payments.types import PaymentKind, list_payment_types
+from kopilka.tenancy.actions import authenticate, get_tenant_by_slug, list_terminals
 from kopilka.tenancy.schema import users
 from tests.cli.conftest import Cli, one_line
 
@@ -109,3 +111,23 @@ def test_demo_has_a_bonus_program_with_cards_checks_and_certificates(cli: Cli) -
         sold = find_certificate(conn, tenant.id, "900001")
         assert (sold.nominal_minor, sold.balance_minor) == (3_000_00, 1_800_00)
     engine.dispose()
+
+
+def test_the_demo_hotel_has_its_payment_types_and_the_bars_codes(cli: Cli) -> None:
+    """SPEC H-3, P-8: cash, card, room charge, deposit and bonuses at most 30 %; the bar's
+    r_keeper sends 1, 2, 12, 13."""
+    assert cli("demo").exit_code == 0
+    assert cli("demo").exit_code == 0  # twice: still once each
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        types = {t.name: t for t in list_payment_types(conn, tenant.id)}
+        bar = next(t for t in list_terminals(conn, tenant.id) if t.name == DEMO_TERMINAL)
+        room = resolve_payment_code(conn, tenant_id=tenant.id, terminal_id=bar.id, code="12")
+        codes = [c.code for c in list_payment_codes(conn, tenant.id)]
+    engine.dispose()
+    assert set(types) == {"Наличные", "Банковская карта", "Закрытие на номер", "Депозит", "Бонусы"}
+    bonuses = types["Бонусы"]
+    assert bonuses.kind == PaymentKind.POINTS and bonuses.max_share_bp == 3000
+    assert bonuses.unit is not None and bonuses.unit.code == "BONUS"
+    assert room.kind == PaymentKind.ROOM_CHARGE and codes == ["1", "2", "12", "13"]

@@ -101,6 +101,10 @@ def test_every_pos_request_is_refused_while_loyalty_is_off(
     assert reply.status_code in (200, 201), reply.text
 
 
+# Terminal routes that are no card requests (SPEC P-9 refuses card requests only).
+NOT_CARD_REQUESTS = ("/api/v1/pos/payment-codes",)
+
+
 def test_no_route_of_the_gateway_escapes_the_switch(shop: Shop, client: TestClient) -> None:
     """Routes added to the gateway later (certificates, FarCards) are refused too."""
     owner = staff(shop)
@@ -109,10 +113,13 @@ def test_no_route_of_the_gateway_escapes_the_switch(shop: Shop, client: TestClie
     routes = [
         (method.upper(), path)
         for path, operations in paths.items()
-        if path.startswith("/api/v1/pos")
+        if path.startswith("/api/v1/pos") and not path.startswith(NOT_CARD_REQUESTS)
         for method in operations
     ]
     assert len(routes) >= len(POS_REQUESTS)
+    # Payment codes (SPEC P-8) serve room charge and cash as well as points: not refused.
+    codes = client.get(NOT_CARD_REQUESTS[0])
+    assert codes.status_code == 200 and codes.json() == {"items": []}, codes.text
     for method, path in routes:
         concrete = path.replace("{check_id}", "C-1").replace("{number}", "1")
         concrete = concrete.replace("{operation_id}", "P-1")

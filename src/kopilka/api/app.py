@@ -33,6 +33,7 @@ from kopilka.api.routes import (
     loyalty_imports,
     loyalty_reports,
     ops,
+    payment_types,
     pos,
     transfers,
     units,
@@ -82,12 +83,14 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(pos.router)
     app.include_router(certificates.pos_router)
+    app.include_router(payment_types.pos_router)
     app.include_router(farcards.router)
     for module in (auth, units, accounts, transfers, holds, loyalty, loyalty_billing):
         app.include_router(module.router)
     app.include_router(loyalty_imports.router)
     app.include_router(loyalty_reports.router)
     app.include_router(certificates.router)
+    app.include_router(payment_types.router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

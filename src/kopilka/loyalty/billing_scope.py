@@ -2,7 +2,10 @@
 
 Domain rows: every row of the tenant in the loyalty tables (programs, tiers, cards,
 purchases, POS checks and refunds, gift certificates with their payments and refunds,
-FarCards' discount/bonus numbers and the calls it answered).
+FarCards' discount/bonus numbers and the calls it answered). Besides, the *points payment
+types* (``kopilka.payments``) that spend one of the point units going, with the terminal
+codes mapped to them: a payment type of any other kind (cash, card, ...) stays, and so
+does a points type of a unit no program uses (the unit stays too).
 
 Ledger rows, by account. The *loyalty accounts* are
 
@@ -74,6 +77,7 @@ from kopilka.loyalty.schema import (
     pos_checks,
     pos_refunds,
 )
+from kopilka.payments.schema import payment_codes, payment_types
 
 # Parents before children: the order of an export, and reversed, of a purge.
 LEDGER_TABLES = (
@@ -103,6 +107,10 @@ DOMAIN_TABLES = (
     # (A terminal's FarCards secret and the sub-account mapping are set-up, and stay.)
     farcards_codes,
     farcards_calls,
+    # The points payment types of the units going, and their codes (not the whole tables:
+    # see ``parts``).
+    payment_types,
+    payment_codes,
 )
 CERTIFICATE_PURPOSES = (SALES, REDEMPTIONS, BREAKAGE)
 
@@ -250,8 +258,27 @@ def parts(
             by_account.c.tenant_id == t, by_account.c.account_id.in_(account_set)
         )
     result = [Part(table, ledger[table]) for table in LEDGER_TABLES]
-    result += [Part(table, table.c.tenant_id == t) for table in DOMAIN_TABLES]
+    narrower = _payment_parts(t, unit_ids)
+    result += [Part(table, narrower.get(table, table.c.tenant_id == t)) for table in DOMAIN_TABLES]
     return result
+
+
+def _payment_parts(tenant_id: int, unit_ids: Sequence[int]) -> dict[Table, ColumnElement[bool]]:
+    """Of the payments tables, only the points types of the units going and their codes.
+
+    The unit ids are a literal list (read before anything is removed), so the codes' part
+    still finds its types while the purge deletes codes first."""
+    t = tenant_id
+    if not unit_ids:
+        return {payment_types: false(), payment_codes: false()}
+    going = and_(payment_types.c.tenant_id == t, payment_types.c.unit_id.in_(list(unit_ids)))
+    return {
+        payment_types: going,
+        payment_codes: and_(
+            payment_codes.c.tenant_id == t,
+            payment_codes.c.payment_type_id.in_(select(payment_types.c.id).where(going)),
+        ),
+    }
 
 
 def snapshot_parts(conn: Connection, tenant_id: int) -> tuple[AccountSet, list[Part]]:

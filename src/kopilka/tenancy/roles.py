@@ -18,6 +18,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "settings.users": MANAGERS,
     "settings.terminals": MANAGERS,
     "settings.units": MANAGERS,
+    "settings.payment_types": MANAGERS,
     "ledger.view": MANAGERS,
     "reports.view": MANAGERS,
     "jobs.run": MANAGERS,

@@ -11,6 +11,7 @@ from kopilka.web.routes import (
     jobs,
     ledger,
     loyalty_settings,
+    payment_types,
     reports,
     settings,
 )
@@ -22,6 +23,7 @@ ROUTERS: list[APIRouter] = [
     jobs.router,
     settings.router,
     loyalty_settings.router,
+    payment_types.router,
     cards.router,
     certificates.router,
     card_imports.router,

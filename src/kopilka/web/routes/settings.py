@@ -82,6 +82,12 @@ TABS = (
     ("users", "settings.users", "/settings/users", lazy("Staff")),
     ("terminals", "settings.terminals", "/settings/terminals", lazy("Terminals")),
     ("units", "settings.units", "/settings/units", lazy("Currencies and points")),
+    (
+        "payment-types",
+        "settings.payment_types",
+        "/settings/payment-types",
+        lazy("Payment types"),
+    ),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
 )
 
