@@ -181,16 +181,59 @@ def test_return_of_part_of_a_sale_takes_back_its_share(
     assert restaurant.get(card).balance_minor == 3000 - 1200
     assert restaurant.get(card).accumulation_minor == 60000
 
-    rollback = station.transactions(
+    # The cashier rolls the return back (chmode 4): the refund is taken back, once.
+    def rollback() -> object:
+        return station.transactions(
+            card.number,
+            [(3, 40000)],
+            rk_check="2",
+            check=check_buffer(chmode=4, lines=[40000], checkguid="{R-1}", orderguid="{O-1}"),
+        )
+
+    first = rollback()
+    assert first.attrib["Result"] == "0", _response(first)
+    lines = first.findall(".//TRANSACTION")
+    assert [line.attrib["value"] for line in lines] == ["1200"]
+    assert restaurant.get(card).balance_minor == 3000
+    assert restaurant.get(card).accumulation_minor == 100000
+    again = rollback()
+    assert again.attrib["Result"] == "0"
+    assert restaurant.get(card).balance_minor == 3000
+    # The same return made again applies anew.
+    back_again = station.transactions(
+        card.number,
+        [(3, -40000)],
+        rk_check="2",
+        check=check_buffer(chmode=3, lines=[-40000], checkguid="{R-1}", orderguid="{O-1}"),
+    )
+    assert back_again.attrib["Result"] == "0", _response(back_again)
+    assert restaurant.get(card).balance_minor == 1800
+    # Check editing is still refused, with the reason shown.
+    edit = station.transactions(
+        card.number,
+        [(3, 1000)],
+        rk_check="4",
+        check=check_buffer(chmode=5, lines=[1000], checkguid="{E-1}"),
+    )
+    assert edit.attrib["Result"] == "1"
+    assert "chmode=5" in _response(edit)["err_text"]
+    restaurant.assert_clean()
+
+
+def test_a_rollback_of_a_return_never_posted_is_refused(
+    restaurant: Restaurant, station: Station
+) -> None:
+    card = restaurant.card()
+    _sale(station, card.number, "{S-1}", [100000], [(3, 100000)])
+    refused = station.transactions(
         card.number,
         [(3, 40000)],
-        rk_check="3",
-        check=check_buffer(chmode=4, lines=[40000], checkguid="{R-1}", orderguid="{O-1}"),
+        rk_check="9",
+        check=check_buffer(chmode=4, lines=[40000], checkguid="{R-404}"),
     )
-    assert rollback.attrib["Result"] == "1"
-    assert "chmode=4" in _response(rollback)["err_text"]
-    assert restaurant.get(card).balance_minor == 1800
-    restaurant.assert_clean()
+    assert refused.attrib["Result"] == "1"
+    assert _response(refused)["error_code"] == "141"
+    assert restaurant.get(card).balance_minor == 3000
 
 
 def test_a_refusal_is_shown_to_the_cashier_and_nothing_is_written(

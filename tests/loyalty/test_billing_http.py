@@ -122,6 +122,7 @@ def test_no_route_of_the_gateway_escapes_the_switch(shop: Shop, client: TestClie
     assert codes.status_code == 200 and codes.json() == {"items": []}, codes.text
     for method, path in routes:
         concrete = path.replace("{check_id}", "C-1").replace("{number}", "1")
+        concrete = concrete.replace("{refund_id}", "R-1")
         concrete = concrete.replace("{operation_id}", "P-1")
         assert "{" not in concrete, f"give {path} a value in this test"
         assert_refused(client.request(method, concrete, json={}))

@@ -71,6 +71,21 @@ def test_lookup_calculate_commit_refund(shop: Shop, client: TestClient) -> None:
         client.get("/api/v1/pos/cards/lookup", params={"number": card.number}).json()["balance"]
         == "15.00"
     )
+    # The return rolled back: the refund is taken back, once.
+    undone = client.post("/api/v1/pos/checks/1001/refunds/R1/cancel")
+    assert undone.status_code == 200, undone.text
+    assert (undone.json()["accrual_reversed"], undone.json()["check"]["status"]) == (
+        "15.00",
+        "committed",
+    )
+    again = client.post("/api/v1/pos/checks/1001/refunds/R1/cancel")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (
+        client.get("/api/v1/pos/cards/lookup", params={"number": card.number}).json()["balance"]
+        == "30.00"
+    )
+    unknown = client.post("/api/v1/pos/checks/1001/refunds/R9/cancel")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "refund_not_found"
 
 
 def test_bad_input_gets_its_own_code(shop: Shop, client: TestClient) -> None:

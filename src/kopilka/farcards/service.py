@@ -22,8 +22,9 @@ How one TransactionsEx becomes one check:
   reply and changes nothing; the same call with other amounts is refused.
 * A cancellation refunds all that is left of the check; a return refunds the returned
   part of the sale it belongs to (the same check, or the sale of the same order and
-  card). A return rollback and check editing are refused with a clear text: the
-  gateway cannot take a refund back.
+  card). A return rollback (chmode 4) takes that return's refund back
+  (``pos.cancel_refund``); a later return of the same check then applies anew. Check
+  editing (chmode 5) is refused with a clear text: close the check and post it again.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
 from kopilka.core.actor import Actor
 from kopilka.core.errors import Conflict, Forbidden, InvalidInput, KopilkaError, NotFound, Refused
@@ -56,6 +57,7 @@ from kopilka.ledger.schema import lots
 from kopilka.loyalty import pos
 from kopilka.loyalty.cards import find_card, normalise_number
 from kopilka.loyalty.programs import LoyaltyErrorCode, Program, cached_program, rates
+from kopilka.loyalty.schema import pos_refunds
 from kopilka.tenancy.actions import actor_for_terminal
 
 log = logging.getLogger("kopilka.farcards")
@@ -232,6 +234,7 @@ class Plan:
     check_id: str  # the pos_checks check id this call is about
     order_key: str | None
     call_key: str
+    return_key: str | None  # a return rollback: the call_key of the return it takes back
     request_hash: str
     amounts: dict[int, int]  # Kind -> kopecks, sign removed (>= 0)
     line_sums: tuple[int, ...]
@@ -304,6 +307,7 @@ def plan(caller: Caller, call: TransactionsCall) -> Plan:
         check_id=check_id[:100],
         order_key=(check.orderguid if check is not None else None),
         call_key=_digest(identity),
+        return_key=_digest([RETURN, *identity[1:]]) if chmode == RETURN_ROLLBACK else None,
         request_hash=_digest(content),
         amounts=amounts,
         line_sums=line_sums,
@@ -333,14 +337,12 @@ def post_transactions(
     if p.chmode in NOTHING_TO_POST:
         log.info("farcards: nothing to post", extra={"chmode": p.chmode, "check": p.check_id})
         return render_transactions(result=0, error_code=0, err_text="", moment=now, place=place)
-    if p.chmode in (RETURN_ROLLBACK, EDITING):
+    if p.chmode == EDITING:
         raise Refused(
             E.UNSUPPORTED_CHMODE,
             f"{OPERATIONS[p.chmode]} is not posted",
             chmode=p.chmode,
-            what="a refund cannot be taken back; post the goods as a new sale"
-            if p.chmode == RETURN_ROLLBACK
-            else "close the check and post it again",
+            what="close the check and post it again",
         )
     actor = actor_for_terminal(caller.terminal, source_ip)
     lang = m.language(caller.locale)
@@ -360,6 +362,8 @@ def post_transactions(
             return str(known.response).encode()
         if p.chmode == SALE:
             applied = _sale(conn, caller, p, actor, lang, now)
+        elif p.chmode == RETURN_ROLLBACK:
+            applied = _take_back(conn, caller, p, actor, lang, now)
         else:
             applied = _refund(conn, caller, p, actor, lang, now)
         reply = render_transactions(
@@ -519,7 +523,7 @@ def _refund(
     if p.chmode == SALE_ROLLBACK:
         refund_id, amount = "rk-cancel", None
     else:
-        refund_id = f"rk-return:{p.call_key[:40]}"
+        refund_id = _return_id(conn, check, p)
         returned = [abs(s) for s in p.line_sums if s]
         kopecks = sum(returned) if returned else sum(p.amounts.get(k, 0) for k in (0, 1, 3))
         amount = to_minor(kopecks, exponent)
@@ -562,6 +566,87 @@ def _refund(
             )
         )
     return Applied(check.check_id, refund_id, tuple(result), ())
+
+
+def _return_id(conn: Connection, check: pos.CommittedCheck, p: Plan) -> str:
+    """The refund id of a return: its call's key, numbered on when an earlier return of
+    the same identity was taken back (a refund id is never used twice)."""
+    base = f"rk-return:{p.call_key[:40]}"
+    taken = conn.execute(
+        select(func.count())
+        .select_from(pos_refunds)
+        .where(
+            pos_refunds.c.pos_check_id == check.id,
+            pos_refunds.c.refund_id.like(f"{base}%"),
+        )
+    ).scalar_one()
+    return base if not taken else f"{base}:{taken + 1}"
+
+
+def _take_back(
+    conn: Connection, caller: Caller, p: Plan, actor: Actor, lang: str, now: datetime
+) -> Applied:
+    """A return rollback: the refund its return made, taken back."""
+    tenant_id, terminal_id = caller.link.tenant_id, caller.link.terminal_id
+    assert p.return_key is not None
+    returned = conn.execute(
+        select(farcards_calls.c.id, farcards_calls.c.check_id, farcards_calls.c.refund_id).where(
+            farcards_calls.c.tenant_id == tenant_id,
+            farcards_calls.c.terminal_id == terminal_id,
+            farcards_calls.c.call_key == p.return_key,
+        )
+    ).first()
+    if returned is None or returned.refund_id is None:
+        raise NotFound(E.RETURN_UNMATCHED, "the return rolled back was never posted here")
+    check = pos.get_check(conn, tenant_id, terminal_id, returned.check_id)
+    if check.card_number != p.card:
+        raise Refused(E.CARD_MISMATCH, "the check was posted with another card")
+    done = pos.cancel_refund(
+        conn,
+        tenant_id=tenant_id,
+        terminal_id=terminal_id,
+        check_id=check.check_id,
+        refund_id=returned.refund_id,
+        actor=actor,
+        now=now,
+    )
+    # The return is no longer what that key answers: the same return again applies anew.
+    conn.execute(
+        update(farcards_calls)
+        .where(farcards_calls.c.id == returned.id)
+        .values(call_key=_digest([p.return_key, "taken back", p.call_key]))
+    )
+    program = _program(conn, caller, p.card)
+    exponent = program.currency_exponent
+    sub = _sub_account(conn, caller, program)
+    back = to_kopecks(program.money_for_points(done.points_returned_minor), exponent)
+    given = to_kopecks(program.money_for_points(done.accrual_reversed_minor), exponent)
+    result = []
+    if back:
+        result.append(
+            ResultLine(
+                f"{check.check_id}:{done.refund_id}:cancel:return",
+                p.card,
+                1,
+                sub,
+                -back,
+                m.spent_text(lang, _shown(back)),
+                "BonusReturned=0",
+            )
+        )
+    if given:
+        result.append(
+            ResultLine(
+                f"{check.check_id}:{done.refund_id}:cancel:accrual",
+                p.card,
+                len(result) + 1,
+                sub,
+                given,
+                m.accrued_text(lang, _shown(given)),
+                "BonusAdded=1",
+            )
+        )
+    return Applied(check.check_id, done.refund_id, tuple(result), ())
 
 
 def transactions_failure(error: KopilkaError, locale: str | None, now: datetime) -> bytes:

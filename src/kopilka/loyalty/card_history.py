@@ -527,7 +527,9 @@ class _Explainer:
 
     def _refunds(self, conn: Connection, card_id: int, rows: list[Any]) -> dict[int, Any]:
         """Refund rows by transfer id (a refund lists its transfers)."""
-        wanted = {r.transfer_id for r in rows if r.kind in ("refund", "accrual_reversal")}
+        wanted = {
+            r.transfer_id for r in rows if r.kind in ("refund", "accrual_reversal", "refund_cancel")
+        }
         if not wanted:
             return {}
         found: dict[int, Any] = {}
@@ -541,7 +543,7 @@ class _Explainer:
             .join(pos_checks, pos_checks.c.id == pos_refunds.c.pos_check_id)
             .where(pos_checks.c.card_id == card_id)
         ):
-            for transfer_id in refund.transfer_ids or ():
+            for transfer_id in (*(refund.transfer_ids or ()), *(refund.cancel_transfer_ids or ())):
                 if int(transfer_id) in wanted:
                     found[int(transfer_id)] = refund
         return found
@@ -575,6 +577,14 @@ class _Explainer:
                 "share": share,
                 "debt_minor": refund.debt_minor,
             }
+            if row.kind == "refund_cancel":
+                details["cancelled_at"] = as_utc(refund.cancelled_at).isoformat()
+                what = "of accrual back" if row.amount_minor > 0 else "given back leave the card"
+                title = (
+                    f"refund {refund.refund_id} of check {refund.check_id} taken back: "
+                    f"{self._points(row.amount_minor)} {what}"
+                )
+                return row.kind, title, details
             what = "points back" if row.kind == "refund" else "accrual taken back"
             title = (
                 f"refund {refund.refund_id} of check {refund.check_id} ({share}): "

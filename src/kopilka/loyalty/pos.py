@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
+from kopilka.core.db import one_of
 from kopilka.core.errors import Conflict, InvalidInput, KopilkaError, NotFound, Refused
 from kopilka.core.money import MAX_ABS_MINOR
 from kopilka.ledger.accounts import system_account_id
@@ -40,7 +41,7 @@ from kopilka.ledger.posting import (
     run_transaction,
     simple_transfer,
 )
-from kopilka.ledger.schema import lots
+from kopilka.ledger.schema import lots, transfers
 from kopilka.loyalty.cards import CardView, card_for_use, get_card
 from kopilka.loyalty.programs import BP, Program, Tier, cached_program, lot_dates, rates
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
@@ -499,6 +500,12 @@ def refund_check(
     if done is not None:
         if done.request_hash != request_hash:
             raise Conflict(E.REFUND_CONFLICT, f"refund {refund_id!r} was made with another amount")
+        if done.cancelled_at is not None:
+            raise Conflict(
+                E.REFUND_CANCELLED,
+                f"refund {refund_id!r} of check {check_id!r} was taken back; "
+                "refund again under a new refund id",
+            )
         return Refund(
             _committed(conn, row, replayed=True),
             refund_id,
@@ -529,7 +536,7 @@ def refund_check(
             func.coalesce(func.sum(pos_refunds.c.points_returned_minor), 0),
             func.coalesce(func.sum(pos_refunds.c.accrual_reversed_minor), 0),
             func.coalesce(func.sum(pos_refunds.c.debt_minor), 0),
-        ).where(pos_refunds.c.pos_check_id == row.id)
+        ).where(pos_refunds.c.pos_check_id == row.id, pos_refunds.c.cancelled_at.is_(None))
     ).one()
     refunded_after = row.refunded_minor + amount
     points_back = row.spent_minor * refunded_after // row.total_minor - int(so_far[0])
@@ -643,6 +650,188 @@ def refund_check(
         points_back,
         take,
         debt,
+    )
+
+
+def _refund_share(total: int, figure: int, before: int, after: int) -> int:
+    """The part of ``figure`` that the refunds from ``before`` to ``after`` (of ``total``)
+    carry, cumulative rounding as ``refund_check`` does."""
+    return figure * after // total - figure * before // total
+
+
+def cancel_refund(
+    conn: Connection,
+    *,
+    tenant_id: int,
+    terminal_id: int,
+    check_id: str,
+    refund_id: str,
+    actor: Actor,
+    now: datetime | None = None,
+) -> Refund:
+    """Take back the check's latest refund (a return rolled back at the terminal).
+
+    Everything the refund did is undone by new transfers, each correcting the one it
+    undoes: the points it gave back leave the card again (refused if the card has spent
+    them meanwhile), the accrual it took back comes back with its lot's dates, the debt
+    it added goes and the debt it forgave returns; the check's refunded amount and the
+    card's accumulation are as before the refund. Only the latest refund still standing
+    can be taken back: refunds in parts are rounded cumulatively. Doing it again answers
+    as the first time.
+    """
+    now = as_utc(now) if now else utcnow()
+    row = _known_check(conn, tenant_id, terminal_id, check_id)
+    if row is None:
+        raise NotFound(E.CHECK_NOT_FOUND, f"check {check_id!r} was not committed here")
+    card = get_card(conn, tenant_id, row.card_id, lock=True)
+    row = conn.execute(select(pos_checks).where(pos_checks.c.id == row.id)).one()
+    refund = conn.execute(
+        select(pos_refunds).where(
+            pos_refunds.c.pos_check_id == row.id, pos_refunds.c.refund_id == refund_id
+        )
+    ).first()
+    if refund is None:
+        raise NotFound(
+            E.REFUND_NOT_FOUND, f"check {check_id!r} has no refund {refund_id!r}", refund=refund_id
+        )
+    result = Refund(
+        _committed(conn, row, replayed=refund.cancelled_at is not None),
+        refund_id,
+        refund.amount_minor,
+        refund.points_returned_minor,
+        refund.accrual_reversed_minor,
+        refund.debt_minor,
+        replayed=refund.cancelled_at is not None,
+    )
+    if refund.cancelled_at is not None:
+        return result
+    later = conn.execute(
+        select(pos_refunds.c.refund_id).where(
+            pos_refunds.c.pos_check_id == row.id,
+            pos_refunds.c.cancelled_at.is_(None),
+            pos_refunds.c.id > refund.id,
+        )
+    ).first()
+    if later is not None:
+        raise Refused(
+            E.REFUND_NOT_LAST,
+            f"refund {later.refund_id!r} of check {check_id!r} came after {refund_id!r}; "
+            "take that one back first",
+            later=later.refund_id,
+        )
+    program = cached_program(conn, tenant_id, card.program_id)
+    unit = program.unit.code
+    key = f"pos:{terminal_id}:{check_id}:refund:{refund_id}:cancel"
+    posted_by_kind = {
+        t.kind: t
+        for t in conn.execute(
+            select(transfers.c.id, transfers.c.kind).where(
+                one_of(conn, transfers.c.id, [int(i) for i in refund.transfer_ids or [0]])
+            )
+        )
+    }
+    specs = []
+    returned = posted_by_kind.get("refund")
+    if refund.points_returned_minor > 0 and returned is not None:
+        if card.available_minor < refund.points_returned_minor:
+            raise Refused(
+                E.REFUND_POINTS_SPENT,
+                f"the refund gave {refund.points_returned_minor} points back and the card may "
+                f"spend {card.available_minor} now: they have been spent, so the refund "
+                "cannot be taken back",
+                available_minor=card.available_minor,
+            )
+        lot = conn.execute(
+            select(lots.c.id, lots.c.remaining_minor).where(
+                lots.c.transfer_id == returned.id, lots.c.account_id == card.account_id
+            )
+        ).first()
+        from_lot = min(refund.points_returned_minor, lot.remaining_minor) if lot else 0
+        redeemed = system_account_id(
+            conn, tenant_id=tenant_id, unit_code=unit, purpose="redeemed", actor=actor
+        )
+        for part, amount_taken, lot_id in (
+            ("return", from_lot, lot.id if lot is not None else None),
+            ("return-rest", refund.points_returned_minor - from_lot, None),
+        ):
+            if amount_taken > 0:
+                specs.append(
+                    TransferSpec(
+                        idempotency_key=f"{key}:{part}",
+                        entries=(
+                            EntrySpec(card.account_id, -amount_taken, from_lot_id=lot_id),
+                            EntrySpec(redeemed, amount_taken),
+                        ),
+                        kind="refund_cancel",
+                        description=f"refund {refund_id} of check {check_id} taken back: "
+                        "points given back leave again",
+                        meta={"check": check_id, "refund": refund_id},
+                        corrects_transfer_id=returned.id,
+                    )
+                )
+    available_at = expires_at = None
+    if refund.accrual_reversed_minor > 0:
+        accrual = None
+        if row.accrual_transfer_id is not None:
+            accrual = conn.execute(
+                select(lots.c.available_at, lots.c.expires_at).where(
+                    lots.c.transfer_id == row.accrual_transfer_id,
+                    lots.c.account_id == card.account_id,
+                )
+            ).first()
+        if accrual is not None:
+            available_at, expires_at = accrual.available_at, accrual.expires_at
+        else:
+            available_at, expires_at = lot_dates(program, as_utc(row.created_at))
+    # Points whose lot has lapsed meanwhile would have expired on the card: not returned.
+    if refund.accrual_reversed_minor > 0 and (expires_at is None or as_utc(expires_at) > now):
+        specs.append(
+            simple_transfer(
+                f"{key}:accrual",
+                debit_account_id=system_account_id(
+                    conn, tenant_id=tenant_id, unit_code=unit, purpose="issuance", actor=actor
+                ),
+                credit_account_id=card.account_id,
+                amount_minor=refund.accrual_reversed_minor,
+                kind="refund_cancel",
+                description=f"refund {refund_id} of check {check_id} taken back: "
+                "the accrual comes back",
+                meta={"check": check_id, "refund": refund_id},
+                available_at=available_at,
+                expires_at=expires_at,
+                corrects_transfer_id=row.accrual_transfer_id,
+            )
+        )
+    posted = _post(conn, tenant_id, specs, actor, now)
+    after = row.refunded_minor
+    before = after - refund.amount_minor
+    forgiven = _refund_share(row.total_minor, row.debt_minor, before, after)
+    if refund.debt_minor or forgiven:
+        conn.execute(
+            update(cards)
+            .where(cards.c.id == card.id)
+            .values(debt_minor=max(0, card.debt_minor - refund.debt_minor + forgiven))
+        )
+    conn.execute(
+        update(pos_checks)
+        .where(pos_checks.c.id == row.id)
+        .values(refunded_minor=before, status="partly_refunded" if before else "committed")
+    )
+    conn.execute(
+        update(pos_refunds)
+        .where(pos_refunds.c.id == refund.id)
+        .values(cancelled_at=now, cancel_transfer_ids=[p.id for p in posted])
+    )
+    money_back = _refund_share(row.total_minor, row.money_minor, before, after)
+    was_full = after == row.total_minor
+    _accumulate(conn, tenant_id, card, program, row.id, money_back, 1 if was_full else 0, now)
+    return replace(
+        result,
+        check=_committed(
+            conn,
+            conn.execute(select(pos_checks).where(pos_checks.c.id == row.id)).one(),
+            replayed=False,
+        ),
     )
 
 

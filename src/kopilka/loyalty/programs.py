@@ -84,6 +84,11 @@ class LoyaltyErrorCode(StrEnum):
     # Reports and reconciliation (kopilka.loyalty.reports).
     INVALID_REPORT = "invalid_report"
     INVALID_RECONCILIATION = "invalid_reconciliation"
+    # Taking a POS refund back (kopilka.loyalty.pos.cancel_refund).
+    REFUND_NOT_FOUND = "refund_not_found"
+    REFUND_NOT_LAST = "refund_not_last"
+    REFUND_POINTS_SPENT = "refund_points_spent"
+    REFUND_CANCELLED = "refund_cancelled"
 
 
 E = LoyaltyErrorCode

@@ -162,5 +162,8 @@ pos_refunds = Table(
     Column("debt_minor", Minor, nullable=False),
     Column("transfer_ids", Json, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # Taken back (a return rolled back at the terminal): when, and the transfers that undid it.
+    Column("cancelled_at", UtcDateTime),
+    Column("cancel_transfer_ids", Json),
     UniqueConstraint("pos_check_id", "refund_id"),
 )

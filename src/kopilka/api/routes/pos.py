@@ -328,6 +328,10 @@ def refund(
         return done, program
 
     done, program = run_transaction(engine, work)
+    return refund_out(done, program, response)
+
+
+def refund_out(done: pos.Refund, program: Program, response: Response) -> RefundOut:
     if done.replayed:
         response.headers[REPLAYED_HEADER] = "true"
         response.status_code = status.HTTP_200_OK
@@ -340,6 +344,40 @@ def refund(
         accrual_reversed=format_amount(done.accrual_reversed_minor, unit),
         debt=format_amount(done.debt_minor, unit),
     )
+
+
+@router.post(
+    "/checks/{check_id}/refunds/{refund_id}/cancel",
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
+)
+def cancel_refund(
+    check_id: CheckId,
+    refund_id: Annotated[str, Path(min_length=1, max_length=100)],
+    principal: TerminalPrincipal,
+    engine: EngineDep,
+    response: Response,
+) -> RefundOut:
+    """Take the check's latest refund back (a return rolled back at the terminal): the
+    points it gave back leave the card, the accrual it took back returns, the check and
+    the card's accumulation are as before it. Refused (``refund_points_spent``) once the
+    card has spent the points given back; ``refund_not_last`` while a later refund of the
+    check stands. Again: the same reply, ``Idempotent-Replayed: true``. The figures in
+    the reply are those of the refund taken back."""
+
+    def work(conn: Connection) -> tuple[pos.Refund, Program]:
+        done = pos.cancel_refund(
+            conn,
+            tenant_id=principal.tenant_id,
+            terminal_id=_terminal_id(principal),
+            check_id=check_id,
+            refund_id=refund_id,
+            actor=principal.actor,
+        )
+        card = find_card(conn, principal.tenant_id, number=done.check.card_number)
+        return done, cached_program(conn, principal.tenant_id, card.program_id)
+
+    done, program = run_transaction(engine, work)
+    return refund_out(done, program, response)
 
 
 class BatchItemIn(Strict):
