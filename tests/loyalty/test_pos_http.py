@@ -183,3 +183,47 @@ def test_staff_see_the_cards_that_owe_points(shop: Shop, client: TestClient) -> 
         }
     ]
     assert client.get("/api/v1/loyalty/debts").status_code == 403  # a terminal's key
+
+
+def test_a_check_says_how_its_money_was_paid(shop: Shop, client: TestClient) -> None:
+    from .test_check_payments import setup_types
+
+    types = setup_types(shop)
+    card = shop.card()
+    codes = client.get("/api/v1/pos/payment-codes").json()["items"]
+    assert {c["code"] for c in codes} == {"1", "2", "7"}
+    check = {
+        "card": card.number,
+        "lines": ["600.00", "400.00"],
+        "check_id": "PAY-1",
+        "payments": [{"code": "1", "amount": "250.00"}, {"code": "2", "amount": "750.00"}],
+    }
+    committed = client.post("/api/v1/pos/checks", json=check)
+    assert committed.status_code == 201, committed.text
+    assert committed.json()["payments"] == [
+        {
+            "code": "1",
+            "payment_type_id": types["cash"],
+            "payment_type": "Наличные",
+            "kind": "cash",
+            "amount": "250.00",
+        },
+        {
+            "code": "2",
+            "payment_type_id": types["card"],
+            "payment_type": "Карта",
+            "kind": "card",
+            "amount": "750.00",
+        },
+    ]
+    assert client.get("/api/v1/pos/checks/PAY-1").json()["payments"] == committed.json()["payments"]
+    short = client.post(
+        "/api/v1/pos/checks",
+        json={**check, "check_id": "PAY-2", "payments": [{"code": "1", "amount": "999.99"}]},
+    )
+    assert short.status_code == 422 and short.json()["code"] == "payments_mismatch"
+    unknown = client.post(
+        "/api/v1/pos/checks",
+        json={**check, "check_id": "PAY-3", "payments": [{"code": "X", "amount": "1000.00"}]},
+    )
+    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_payment_code"

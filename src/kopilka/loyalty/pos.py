@@ -46,6 +46,8 @@ from kopilka.loyalty.cards import CardView, card_for_use, get_card
 from kopilka.loyalty.programs import BP, Program, Tier, cached_program, lot_dates, rates
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.schema import card_purchases, cards, pos_checks, pos_refunds
+from kopilka.payments.codes import normalise_code, resolve_payment_code
+from kopilka.payments.types import PaymentKind
 
 MAX_LINES = 500
 
@@ -182,6 +184,95 @@ class CommittedCheck:
     closed_at: datetime
     replayed: bool = False
     debt_minor: int = 0  # points an offline check took that the card no longer had
+    payments: tuple[CheckPayment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPayment:
+    """A part of a check's money part, paid the way a terminal payment code means
+    (SPEC P-8): the type's name and kind as they were when the check was committed."""
+
+    code: str
+    payment_type_id: int
+    payment_type: str
+    kind: str
+    amount_minor: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "payment_type_id": self.payment_type_id,
+            "payment_type": self.payment_type,
+            "kind": self.kind,
+            "amount_minor": self.amount_minor,
+        }
+
+
+MAX_PAYMENTS = 20
+
+
+def check_payments(
+    conn: Connection,
+    *,
+    tenant_id: int,
+    terminal_id: int,
+    payments: list[tuple[str, int]],
+    money_minor: int,
+) -> tuple[CheckPayment, ...]:
+    """The payments a POS sent for a check's money part, each code mapped to the tenant's
+    payment type (refused if unknown or switched off), adding up to exactly the money
+    part. Points are no payment line: they are the check's ``points``."""
+    if len(payments) > MAX_PAYMENTS:
+        raise InvalidInput(E.INVALID_PAYMENT, f"a check has at most {MAX_PAYMENTS} payments")
+    found = []
+    for code, amount in payments:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise InvalidInput(
+                E.INVALID_PAYMENT,
+                f"the payment by {code!r} must be more than zero",
+                payment_code=code,
+            )
+        payment_type = resolve_payment_code(
+            conn, tenant_id=tenant_id, terminal_id=terminal_id, code=code
+        )
+        if payment_type.kind == PaymentKind.POINTS:
+            raise InvalidInput(
+                E.INVALID_PAYMENT,
+                f"payment code {code!r} means points ({payment_type.name!r}); points a check "
+                "spends are its 'points', not a payment line",
+                payment_code=code,
+            )
+        found.append(
+            CheckPayment(
+                normalise_code(code) or code,
+                payment_type.id,
+                payment_type.name,
+                str(payment_type.kind),
+                amount,
+            )
+        )
+    paid = sum(p.amount_minor for p in found)
+    if paid != money_minor:
+        raise InvalidInput(
+            E.PAYMENTS_MISMATCH,
+            f"the payments add up to {paid}; the check's money part is {money_minor}",
+            paid_minor=paid,
+            money_minor=money_minor,
+        )
+    return tuple(found)
+
+
+def _payments_of(row: Any) -> tuple[CheckPayment, ...]:
+    return tuple(
+        CheckPayment(
+            str(p["code"]),
+            int(p["payment_type_id"]),
+            str(p["payment_type"]),
+            str(p["kind"]),
+            int(p["amount_minor"]),
+        )
+        for p in getattr(row, "payments", None) or ()
+    )
 
 
 def _hash(payload: dict[str, Any]) -> str:
@@ -204,6 +295,7 @@ def commit_check(
     now: datetime | None = None,
     offline: bool = False,
     program: Program | None = None,
+    payments: list[tuple[str, int]] | None = None,
 ) -> CommittedCheck:
     """SPEC P-4: record a closed check once per (terminal, check id).
 
@@ -221,14 +313,15 @@ def commit_check(
         raise InvalidInput(E.INVALID_CHECK, "a check id of 1 to 100 characters is required")
     if not isinstance(points_minor, int) or isinstance(points_minor, bool) or points_minor < 0:
         raise InvalidInput(E.INVALID_CHECK, "points spent are a whole amount, zero or more")
-    request_hash = _hash(
-        {
-            "card": card_number.strip(),
-            "lines": lines,
-            "points": points_minor,
-            "total": total_minor,
-        }
-    )
+    content: dict[str, Any] = {
+        "card": card_number.strip(),
+        "lines": lines,
+        "points": points_minor,
+        "total": total_minor,
+    }
+    if payments is not None:  # (not in the hash of a check without them, as before)
+        content["payments"] = [[str(code).strip().upper(), amount] for code, amount in payments]
+    request_hash = _hash(content)
     known = _known_check(conn, tenant_id, terminal_id, check_id)
     if known is not None:
         if known.request_hash != request_hash:
@@ -263,6 +356,17 @@ def commit_check(
                 f"{points_minor} was asked",
                 cap_minor=q.points_cap_minor,
             )
+    paid_by = (
+        ()
+        if payments is None
+        else check_payments(
+            conn,
+            tenant_id=tenant_id,
+            terminal_id=terminal_id,
+            payments=payments,
+            money_minor=q.money_minor,
+        )
+    )
     specs = []
     unit = program.unit.code
     if q.points_minor:
@@ -321,6 +425,7 @@ def commit_check(
             "spend_transfer_id": None,
             "accrual_transfer_id": None,
             "lines": lines,
+            "payments": [p.as_json() for p in paid_by] if payments is not None else None,
             "closed_at": as_utc(closed_at) if closed_at else now,
             "created_at": now,
         },
@@ -358,6 +463,7 @@ def commit_check(
         closed_at=as_utc(closed_at) if closed_at else now,
         replayed=False,
         debt_minor=debt,
+        payments=paid_by,
     )
 
 
@@ -443,6 +549,7 @@ def _committed(
         closed_at=as_utc(row.closed_at),
         replayed=replayed,
         debt_minor=row.debt_minor,
+        payments=_payments_of(row),
     )
 
 

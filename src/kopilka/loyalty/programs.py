@@ -89,6 +89,9 @@ class LoyaltyErrorCode(StrEnum):
     REFUND_NOT_LAST = "refund_not_last"
     REFUND_POINTS_SPENT = "refund_points_spent"
     REFUND_CANCELLED = "refund_cancelled"
+    # How a check's money part was paid (SPEC P-8).
+    INVALID_PAYMENT = "invalid_payment"
+    PAYMENTS_MISMATCH = "payments_mismatch"
 
 
 E = LoyaltyErrorCode

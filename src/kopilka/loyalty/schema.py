@@ -137,6 +137,9 @@ pos_checks = Table(
     Column("spend_transfer_id", Id, ForeignKey("transfers.id"), nullable=True),
     Column("accrual_transfer_id", Id, ForeignKey("transfers.id"), nullable=True),
     Column("lines", Json, nullable=False),
+    # How the money part was paid, when the POS said (SPEC P-8): [{code, payment_type_id,
+    # payment_type, kind, amount_minor}], the type's name and kind as they were then.
+    Column("payments", Json),
     Column("closed_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("tenant_id", "terminal_id", "check_id"),

@@ -185,9 +185,34 @@ def calculate(body: CheckIn, principal: TerminalPrincipal, engine: EngineDep) ->
     )
 
 
+class PaymentLineIn(Strict):
+    code: str = Field(
+        min_length=1,
+        max_length=32,
+        description="the terminal's payment code (SPEC P-8), mapped to a payment type in the "
+        "settings; GET /api/v1/pos/payment-codes lists them",
+        examples=["1", "CARD"],
+    )
+    amount: str = Field(description="in the currency")
+
+
+class PaymentLineOut(Strict):
+    code: str
+    payment_type_id: int
+    payment_type: str = Field(description="the type's name when the check was committed")
+    kind: str
+    amount: str
+
+
 class CommitIn(CheckIn):
     check_id: str = Field(min_length=1, max_length=100)
     closed_at: datetime | None = None
+    payments: list[PaymentLineIn] | None = Field(
+        default=None,
+        max_length=pos.MAX_PAYMENTS,
+        description="how the money part was paid, by payment code; when sent, the amounts "
+        "add up to exactly the money part (the quote's `money`)",
+    )
 
 
 class CheckOut(Strict):
@@ -204,6 +229,9 @@ class CheckOut(Strict):
     closed_at: datetime
     currency: str
     unit: str
+    payments: list[PaymentLineOut] = Field(
+        description="how the money part was paid, as the terminal said (empty: not said)"
+    )
 
 
 def check_out(check: pos.CommittedCheck, program: Program) -> CheckOut:
@@ -222,6 +250,16 @@ def check_out(check: pos.CommittedCheck, program: Program) -> CheckOut:
         closed_at=check.closed_at,
         currency=program.currency,
         unit=program.unit.code,
+        payments=[
+            PaymentLineOut(
+                code=p.code,
+                payment_type_id=p.payment_type_id,
+                payment_type=p.payment_type,
+                kind=p.kind,
+                amount=format_amount(p.amount_minor, money),
+            )
+            for p in check.payments
+        ],
     )
 
 
@@ -244,6 +282,22 @@ def commit(
     def work(conn: Connection) -> tuple[pos.CommittedCheck, Program]:
         program = _program_of(conn, principal.tenant_id, body.card)
         lines, total, points = _parse_check(body, program)
+        payments = (
+            None
+            if body.payments is None
+            else [
+                (
+                    line.code,
+                    parse_amount(
+                        line.amount,
+                        program.currency_exponent,
+                        unit_code=program.currency,
+                        positive=True,
+                    ),
+                )
+                for line in body.payments
+            ]
+        )
         check = pos.commit_check(
             conn,
             tenant_id=principal.tenant_id,
@@ -256,6 +310,7 @@ def commit(
             closed_at=body.closed_at,
             actor=principal.actor,
             program=program,
+            payments=payments,
         )
         return check, program
 
