@@ -29,7 +29,7 @@ from kopilka.tenancy.schema import audit_events, branches, tenants, terminals, u
 from kopilka.web.paging import Paging
 from tests.web.conftest import PASSWORD, Visitor, Web, csrf_of, text_of
 
-TABS = ("tenant", "branches", "users", "terminals", "units", "payment-types")
+TABS = ("tenant", "branches", "users", "terminals", "units", "payment-types", "farcards")
 
 
 def count(engine: Engine, table: Any, *where: Any) -> int:

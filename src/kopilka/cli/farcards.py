@@ -8,12 +8,19 @@ from typing import Annotated
 import typer
 
 from kopilka.cli.common import cli_actor, console, find_tenant, open_engine, warn
-from kopilka.farcards.terminals import configure_terminal, set_codes, set_sub_account
+from kopilka.farcards.ini import ext_dll_http_ini, public_base_url
+from kopilka.farcards.terminals import (
+    clear_codes,
+    configure_terminal,
+    set_codes,
+    set_sub_account,
+)
 from kopilka.ledger.posting import run_transaction
 
 app = typer.Typer(help="r_keeper FarCards over HTTP (SPEC P-10).", no_args_is_help=True)
 
 TenantOption = Annotated[str, typer.Option(help="The tenant's short name.")]
+DEFAULT_BASE_URL = "https://kopilka"
 
 
 @app.command("configure")
@@ -29,7 +36,12 @@ def configure_command(
         list[str] | None, typer.Option(help="An address or network allowed to call; repeat.")
     ] = None,
     new_secret: Annotated[bool, typer.Option(help="Make a new URL secret.")] = False,
-    base_url: Annotated[str, typer.Option(help="Kopilka's public URL.")] = "https://kopilka",
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Kopilka's public URL (default: KOPILKA_PUBLIC_URL, else https://kopilka)."
+        ),
+    ] = None,
 ) -> None:
     """Connect a terminal to r_keeper; print the ExtDllHttp.ini to use (secret shown once).
 
@@ -57,10 +69,9 @@ def configure_command(
     if secret is None:
         console.print("the URL secret is unchanged (--new-secret makes a new one)")
         return
-    address = f"{base_url.rstrip('/')}/farcards/{found.slug}/{secret}"
-    ini = f"[Server]\nAddress={address}\nGetCardInfoEx=GetCardInfoEx\nTransactionsEx=TransactionsEx"
+    ini = ext_dll_http_ini(base_url or public_base_url(DEFAULT_BASE_URL), found.slug, secret)
     console.print("ExtDllHttp.ini:")
-    console.print(ini, soft_wrap=True)
+    console.print(ini, soft_wrap=True, markup=False)
     warn("this secret is not shown again: only its digest is stored. Keep it now.")
 
 
@@ -98,10 +109,26 @@ def codes_command(
     tier: Annotated[int | None, typer.Option(help="One of its tiers (id); none: all.")] = None,
     discount: Annotated[int | None, typer.Option(help="r_keeper discount number.")] = None,
     bonus: Annotated[int | None, typer.Option(help="r_keeper bonus number.")] = None,
+    clear: Annotated[
+        bool, typer.Option(help="Forget the numbers set: a tier's cards get the program's.")
+    ] = False,
 ) -> None:
     """The r_keeper discount and bonus a lookup names for the program's (tier's) cards."""
     with open_engine(ctx) as engine:
         found = find_tenant(engine, tenant)
+        if clear:
+            run_transaction(
+                engine,
+                partial(
+                    clear_codes,
+                    tenant_id=found.id,
+                    program_id=program,
+                    tier_id=tier,
+                    actor=cli_actor(),
+                ),
+            )
+            console.print("[green]codes cleared[/]")
+            return
         run_transaction(
             engine,
             partial(

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # ids of system accounts. A change made through this process takes effect at once; one
     # made through another process, within this many seconds. 0 turns the caches off.
     config_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Kopilka's address as the outside world reaches it (https://kopilka.example), for
+    # the addresses it hands out, such as r_keeper's ExtDllHttp.ini; None: the address a
+    # screen was opened at.
+    public_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
     host: str = "127.0.0.1"

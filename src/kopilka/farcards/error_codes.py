@@ -34,7 +34,16 @@ class FarcardsErrorCode(StrEnum):
     RETURN_UNMATCHED = "farcards_return_unmatched"
     CARD_MISMATCH = "farcards_card_mismatch"
     ROOM_CHARGE_UNAVAILABLE = "farcards_room_charge_unavailable"
-    INVALID_SETTING = "farcards_invalid_setting"
+    # Settings (the screen, the CLI): each names the field that is wrong.
+    INVALID_RESTAURANT_CODE = "farcards_invalid_restaurant_code"
+    INVALID_STATION_CODE = "farcards_invalid_station_code"
+    INVALID_ALLOW_LIST = "farcards_invalid_allow_list"
+    TERMINAL_REVOKED = "farcards_terminal_revoked"
+    INVALID_SOURCE = "farcards_invalid_source"
+    INVALID_SUB_ACCOUNT = "farcards_invalid_sub_account"
+    UNKNOWN_TIER = "farcards_unknown_tier"
+    INVALID_DISCOUNT_CODE = "farcards_invalid_discount_code"
+    INVALID_BONUS_CODE = "farcards_invalid_bonus_code"
     NOT_CONFIGURED = "farcards_not_configured"
     INTERNAL = "farcards_internal"
 

@@ -31,6 +31,8 @@ from kopilka.tenancy.schema import tenants, terminals
 
 SECRET_PREFIX = "kfc_"  # noqa: S105 (a visible prefix, not a secret)
 ACCUMULATION = "accumulation"
+FIRST_SUB_ACCOUNT, LAST_SUB_ACCOUNT = 2, 8  # Sum2 .. Sum8
+MAX_RKEEPER_CODE = 2**31 - 1
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 _SOURCE = re.compile(r"^[A-Z0-9_]{1,16}$")
 
@@ -74,12 +76,15 @@ def _link(row: Any) -> FarcardsTerminal:
     )
 
 
-def _codes(values: list[str] | None, what: str) -> list[str] | None:
+def _codes(values: list[str] | None, what: str, code: E) -> list[str] | None:
     if values is None:
         return None
     cleaned = sorted({v.strip() for v in values})
-    if not cleaned or not all(_CODE.match(v) for v in cleaned):
-        raise InvalidInput(E.INVALID_SETTING, f"{what}: 1 to 32 letters, digits, '_' or '-'")
+    bad = next((v for v in cleaned if not _CODE.match(v)), None)
+    if not cleaned or bad is not None:
+        raise InvalidInput(
+            code, f"{what}: 1 to 32 letters, digits, '_' or '-'", value=bad if bad else ""
+        )
     return cleaned
 
 
@@ -92,10 +97,12 @@ def _networks(values: list[str] | None) -> list[str] | None:
             out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
         except ValueError as error:
             raise InvalidInput(
-                E.INVALID_SETTING, f"{value!r} is not an address or a network (CIDR)"
+                E.INVALID_ALLOW_LIST,
+                f"{value!r} is not an address or a network (CIDR)",
+                value=value.strip(),
             ) from error
     if not out:
-        raise InvalidInput(E.INVALID_SETTING, "an allow-list names at least one address")
+        raise InvalidInput(E.INVALID_ALLOW_LIST, "an allow-list names at least one address")
     return sorted(set(out))
 
 
@@ -114,11 +121,13 @@ def configure_terminal(
     back when it is made (first time, or ``new_secret``), else ``None``."""
     terminal = get_terminal(conn, tenant_id, terminal_id)
     if terminal.revoked:
-        raise InvalidInput(E.INVALID_SETTING, f"terminal {terminal_id} is revoked")
-    restaurant = (_codes([restaurant_code], "a restaurant code") or [""])[0]
+        raise InvalidInput(E.TERMINAL_REVOKED, f"terminal {terminal_id} is revoked")
+    restaurant = (
+        _codes([restaurant_code], "a restaurant code", E.INVALID_RESTAURANT_CODE) or [""]
+    )[0]
     values: dict[str, Any] = {
         "restaurant_code": restaurant,
-        "station_codes": _codes(station_codes, "a station code"),
+        "station_codes": _codes(station_codes, "a station code", E.INVALID_STATION_CODE),
         "allowed_ips": _networks(allowed_ips),
         "updated_at": utcnow(),
     }
@@ -168,6 +177,14 @@ def get_link(conn: Connection, tenant_id: int, terminal_id: int) -> FarcardsTerm
     if row is None:
         raise NotFound(E.NOT_CONFIGURED, f"terminal {terminal_id} is not set up for FarCards")
     return _link(row)
+
+
+def list_links(conn: Connection, tenant_id: int) -> dict[int, FarcardsTerminal]:
+    """The tenant's FarCards terminals, by their terminal's id."""
+    rows = conn.execute(
+        select(farcards_terminals).where(farcards_terminals.c.tenant_id == tenant_id)
+    )
+    return {row.terminal_id: _link(row) for row in rows}
 
 
 def authenticate(conn: Connection, *, tenant_slug: str, secret: str) -> Caller:
@@ -224,10 +241,10 @@ def set_sub_account(
     source = source.strip()
     if source != ACCUMULATION and not _SOURCE.match(source):
         raise InvalidInput(
-            E.INVALID_SETTING, f"{source!r} is neither a unit code nor {ACCUMULATION!r}"
+            E.INVALID_SOURCE, f"{source!r} is neither a unit code nor {ACCUMULATION!r}"
         )
-    if sub_account is not None and not 2 <= sub_account <= 8:
-        raise InvalidInput(E.INVALID_SETTING, "FarCards sub-accounts are 2 to 8")
+    if sub_account is not None and not FIRST_SUB_ACCOUNT <= sub_account <= LAST_SUB_ACCOUNT:
+        raise InvalidInput(E.INVALID_SUB_ACCOUNT, "FarCards sub-accounts are 2 to 8")
     mine = farcards_sub_accounts.c.tenant_id == tenant_id
     conn.execute(
         delete(farcards_sub_accounts).where(mine, farcards_sub_accounts.c.source == source)
@@ -274,18 +291,14 @@ def set_codes(
 ) -> None:
     """The r_keeper discount and bonus numbers a lookup names for cards of the program
     (``tier_id`` None) or of one of its tiers."""
-    program = get_program(conn, tenant_id, program_id)
-    if tier_id is not None and tier_id not in {t.id for t in program.tiers}:
-        raise InvalidInput(E.INVALID_SETTING, f"tier {tier_id} is not a tier of {program.name!r}")
-    for code in (discount_code, bonus_code):
-        if code is not None and not 0 < code < 2**31:
-            raise InvalidInput(E.INVALID_SETTING, "r_keeper codes are positive numbers")
-    tier = (
-        farcards_codes.c.tier_id.is_(None)
-        if tier_id is None
-        else farcards_codes.c.tier_id == tier_id
-    )
-    conn.execute(delete(farcards_codes).where(farcards_codes.c.program_id == program_id, tier))
+    _check_tier(conn, tenant_id, program_id, tier_id)
+    for code, error in (
+        (discount_code, E.INVALID_DISCOUNT_CODE),
+        (bonus_code, E.INVALID_BONUS_CODE),
+    ):
+        if code is not None and not 0 < code <= MAX_RKEEPER_CODE:
+            raise InvalidInput(error, "r_keeper codes are positive numbers")
+    conn.execute(delete(farcards_codes).where(*_codes_row(program_id, tier_id)))
     conn.execute(
         farcards_codes.insert(),
         {
@@ -305,6 +318,48 @@ def set_codes(
         object_id=program_id,
         details={"tier": tier_id, "discount": discount_code, "bonus": bonus_code},
     )
+
+
+def clear_codes(
+    conn: Connection, *, tenant_id: int, program_id: int, actor: Actor, tier_id: int | None = None
+) -> None:
+    """Forget the tier's own numbers (its cards get the program's again), or the
+    program's (``tier_id`` None: its cards on no tier of their own get none)."""
+    _check_tier(conn, tenant_id, program_id, tier_id)
+    removed = conn.execute(delete(farcards_codes).where(*_codes_row(program_id, tier_id)))
+    if removed.rowcount:
+        record_audit(
+            conn,
+            tenant_id=tenant_id,
+            actor=actor,
+            action="farcards.codes",
+            object_type="program",
+            object_id=program_id,
+            details={"tier": tier_id, "cleared": True},
+        )
+
+
+def list_codes(
+    conn: Connection, tenant_id: int
+) -> dict[tuple[int, int | None], tuple[int | None, int | None]]:
+    """Every (program, tier) row set: (discount, bonus); tier None is the program's own."""
+    rows = conn.execute(select(farcards_codes).where(farcards_codes.c.tenant_id == tenant_id))
+    return {(r.program_id, r.tier_id): (r.discount_code, r.bonus_code) for r in rows}
+
+
+def _check_tier(conn: Connection, tenant_id: int, program_id: int, tier_id: int | None) -> None:
+    program = get_program(conn, tenant_id, program_id)
+    if tier_id is not None and tier_id not in {t.id for t in program.tiers}:
+        raise InvalidInput(E.UNKNOWN_TIER, f"tier {tier_id} is not a tier of {program.name!r}")
+
+
+def _codes_row(program_id: int, tier_id: int | None) -> tuple[Any, Any]:
+    tier = (
+        farcards_codes.c.tier_id.is_(None)
+        if tier_id is None
+        else farcards_codes.c.tier_id == tier_id
+    )
+    return farcards_codes.c.program_id == program_id, tier
 
 
 def codes_for(

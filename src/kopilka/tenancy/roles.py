@@ -19,6 +19,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "settings.terminals": MANAGERS,
     "settings.units": MANAGERS,
     "settings.payment_types": MANAGERS,
+    "settings.farcards": MANAGERS,
     "ledger.view": MANAGERS,
     "reports.view": MANAGERS,
     "jobs.run": MANAGERS,

@@ -88,6 +88,8 @@ TABS = (
         "/settings/payment-types",
         lazy("Payment types"),
     ),
+    # The names of two products, the same in every language.
+    ("farcards", "settings.farcards", "/settings/farcards", "r_keeper (FarCards)"),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
 )
 
