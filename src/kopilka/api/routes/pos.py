@@ -9,6 +9,7 @@ first time (``Idempotent-Replayed: true``), the same id with other content is 40
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 from typing import Annotated
 
@@ -20,7 +21,7 @@ from kopilka.api.deps import EngineDep, Principal, require_loyalty_enabled, requ
 from kopilka.api.problems import problem_responses
 from kopilka.api.routes import API_PREFIX
 from kopilka.api.routes.transfers import REPLAYED_HEADER
-from kopilka.core.db import read_only
+from kopilka.core.db import one_of, read_only
 from kopilka.core.errors import InvalidInput, KopilkaError, NotFound
 from kopilka.core.money import format_amount, parse_amount
 from kopilka.ledger.posting import run_transaction
@@ -470,8 +471,33 @@ class BatchOut(Strict):
     items: list[BatchItemOut]
 
 
+def _programs_of(
+    conn: Connection, tenant_id: int, raws: list[dict[str, object]]
+) -> dict[str, Program]:
+    """The programs of the batch's cards by card number, in one query for the cards (a
+    batch names up to 10,000 of them) and one read per program."""
+    numbers = set()
+    for raw in raws:
+        card = raw.get("card")
+        if isinstance(card, str):
+            with suppress(KopilkaError):  # refused in its turn, with its reason
+                numbers.add(normalise_number(card))
+    if not numbers:
+        return {}
+    found = conn.execute(
+        select(cards.c.number, cards.c.program_id).where(
+            cards.c.tenant_id == tenant_id, one_of(conn, cards.c.number, sorted(numbers))
+        )
+    ).all()
+    programs = {
+        program_id: cached_program(conn, tenant_id, program_id)
+        for program_id in {row.program_id for row in found}
+    }
+    return {row.number: programs[row.program_id] for row in found}
+
+
 def _batch_item(
-    conn: Connection, tenant_id: int, raw: dict[str, object], programs: dict[str, Program]
+    raw: dict[str, object], programs: dict[str, Program]
 ) -> tuple[pos.BatchItem | KopilkaError, Program | None]:
     check_id = str(raw.get("check_id", ""))[:100]
     try:
@@ -484,9 +510,10 @@ def _batch_item(
             None,
         )
     try:
-        if item.card not in programs:
-            programs[item.card] = _program_of(conn, tenant_id, item.card)
-        program = programs[item.card]
+        wanted = normalise_number(item.card)
+        program = programs.get(wanted)
+        if program is None:
+            raise NotFound(E.CARD_NOT_FOUND, f"no card numbered {wanted}", number=wanted)
         lines, total, points = _parse_check(
             CheckIn(card=item.card, lines=item.lines, total=item.total, points=item.points),
             program,
@@ -509,15 +536,15 @@ def upload_batch(body: BatchIn, principal: TerminalPrincipal, engine: EngineDep)
     """SPEC P-6: checks a terminal closed while offline. Each is applied once: a check
     already applied is reported as a duplicate; points it took that the card no longer has
     become the card's debt (never dropped); a bad item is reported with its code."""
-    programs: dict[str, Program] = {}
     parsed: list[pos.BatchItem | KopilkaError] = []
     units: dict[str, int] = {}
     with read_only(engine) as conn:
-        for raw in body.items:
-            item, program = _batch_item(conn, principal.tenant_id, raw, programs)
-            parsed.append(item)
-            if program is not None and isinstance(item, pos.BatchItem):
-                units[item.check_id] = program.unit.exponent
+        programs = _programs_of(conn, principal.tenant_id, body.items)
+    for raw in body.items:
+        item, program = _batch_item(raw, programs)
+        parsed.append(item)
+        if program is not None and isinstance(item, pos.BatchItem):
+            units[item.check_id] = program.unit.exponent
     results = pos.upload_batch(
         engine,
         tenant_id=principal.tenant_id,
