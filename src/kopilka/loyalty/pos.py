@@ -271,7 +271,7 @@ def _payments_of(row: Any) -> tuple[CheckPayment, ...]:
             str(p["kind"]),
             int(p["amount_minor"]),
         )
-        for p in getattr(row, "payments", None) or ()
+        for p in row.payments or ()
     )
 
 
@@ -574,6 +574,12 @@ class Refund:
     replayed: bool = False
 
 
+def _refund_share(total: int, figure: int, before: int, after: int) -> int:
+    """The part of ``figure`` that the refunds from ``before`` to ``after`` (of ``total``)
+    carry, cumulative rounding as ``refund_check`` does."""
+    return figure * after // total - figure * before // total
+
+
 def refund_check(
     conn: Connection,
     *,
@@ -718,9 +724,7 @@ def refund_check(
     )
     # The debt an offline check left goes with the part of it refunded: the points it
     # could not take are no longer owed for goods that came back.
-    forgiven = row.debt_minor * refunded_after // row.total_minor - (
-        row.debt_minor * row.refunded_minor // row.total_minor
-    )
+    forgiven = _refund_share(row.total_minor, row.debt_minor, row.refunded_minor, refunded_after)
     if debt or forgiven:
         conn.execute(
             update(cards)
@@ -742,9 +746,7 @@ def refund_check(
             "created_at": now,
         },
     )
-    money_back = row.money_minor * refunded_after // row.total_minor - (
-        row.money_minor * row.refunded_minor // row.total_minor
-    )
+    money_back = _refund_share(row.total_minor, row.money_minor, row.refunded_minor, refunded_after)
     _accumulate(conn, tenant_id, card, program, row.id, -money_back, -1 if full else 0, now)
     return Refund(
         _committed(
@@ -758,12 +760,6 @@ def refund_check(
         take,
         debt,
     )
-
-
-def _refund_share(total: int, figure: int, before: int, after: int) -> int:
-    """The part of ``figure`` that the refunds from ``before`` to ``after`` (of ``total``)
-    carry, cumulative rounding as ``refund_check`` does."""
-    return figure * after // total - figure * before // total
 
 
 def cancel_refund(
