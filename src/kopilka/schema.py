@@ -2,6 +2,8 @@
 
 from kopilka.core.db import metadata
 from kopilka.farcards import schema as farcards_schema
+from kopilka.fiscal import schema as fiscal_schema
+from kopilka.hotel import schema as hotel_schema
 from kopilka.jobs import schema as jobs_schema
 from kopilka.ledger import schema as ledger_schema
 from kopilka.loyalty import certificates_schema
@@ -12,6 +14,8 @@ from kopilka.tenancy import schema as tenancy_schema
 __all__ = [
     "certificates_schema",
     "farcards_schema",
+    "fiscal_schema",
+    "hotel_schema",
     "jobs_schema",
     "ledger_schema",
     "loyalty_schema",

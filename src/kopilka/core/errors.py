@@ -6,7 +6,8 @@
      ├── Conflict                 409  the request collides with what already exists
      ├── Refused                  422  well-formed, but the rules say no (limits, states)
      ├── Unauthenticated          401  no or bad credentials
-     └── Forbidden                403  credentials fine, the role may not
+     ├── Forbidden                403  credentials fine, the role may not
+     └── Unavailable              503  a service the request needs did not answer
 
 Doors map these one-to-one: the API to ``application/problem+json`` (RFC 9457), the CLI
 to a red message and a non-zero exit. Each domain keeps its codes in an enum of its own
@@ -62,6 +63,14 @@ class Unauthenticated(KopilkaError):
 class Forbidden(KopilkaError):
     status = 403
     title = "Forbidden"
+
+
+class Unavailable(KopilkaError):
+    """A service this request needs (an external loyalty centre, a fiscal register) did
+    not answer, or answered with an error of its own; nothing was written."""
+
+    status = 503
+    title = "Service unavailable"
 
 
 class CommonErrorCode(StrEnum):

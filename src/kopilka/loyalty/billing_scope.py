@@ -74,6 +74,7 @@ from kopilka.loyalty.schema import (
     cards,
     loyalty_programs,
     loyalty_tiers,
+    loyalty_redemptions,
     pos_checks,
     pos_refunds,
 )
@@ -100,6 +101,7 @@ DOMAIN_TABLES = (
     pos_checks,
     pos_refunds,
     card_purchases,
+    loyalty_redemptions,
     certificates,
     certificate_payments,
     certificate_refunds,
@@ -113,6 +115,20 @@ DOMAIN_TABLES = (
     payment_codes,
 )
 CERTIFICATE_PURPOSES = (SALES, REDEMPTIONS, BREAKAGE)
+
+# Tables that refer to ledger rows or payment types but are never loyalty data: a hotel
+# folio is an account in the tenant's currency that no loyalty transfer touches (a folio
+# paid with points is two transfers: the points off the card, a loyalty one; the money
+# onto the folio, a hotel one). A folio payment by a points type keeps that type: a purge
+# is refused while one exists (kopilka.loyalty.billing).
+NOT_LOYALTY_TABLES = frozenset(
+    {
+        "hotel_folios",
+        "hotel_invoices",
+        "hotel_payments",
+        "hotel_refunds",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,3 +170,31 @@ pos_refunds = Table(
     Column("cancel_transfer_ids", Json),
     UniqueConstraint("pos_check_id", "refund_id"),
 )
+
+# Points written off a card by a processing client (SPEC H-5: a hotel paying a folio with
+# points, this server's own front desk or another system reaching it over HTTP), and
+# points given back (``kind`` refund, ``parent_id`` the write-off it returns). Idempotent
+# by the client's channel and operation id; refunds never return more than was taken.
+loyalty_redemptions = Table(
+    "loyalty_redemptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Id, ForeignKey("tenants.id"), nullable=False),
+    Column("card_id", Id, ForeignKey("cards.id"), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("parent_id", Id, ForeignKey("loyalty_redemptions.id"), nullable=True),
+    Column("channel", String(40), nullable=False),
+    Column("operation_id", String(100), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("amount_minor", Minor, nullable=False),
+    Column("refunded_minor", Minor, nullable=False, server_default="0"),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("transfer_id", Id, ForeignKey("transfers.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("kind IN ('redeem', 'refund')", name="kind"),
+    CheckConstraint("amount_minor > 0", name="amount"),
+    CheckConstraint("refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refunded"),
+    CheckConstraint("(kind = 'refund') = (parent_id IS NOT NULL)", name="parent"),
+    UniqueConstraint("tenant_id", "channel", "operation_id"),
+    Index("ix_loyalty_redemptions_card", "card_id", "created_at"),
+)

@@ -1,0 +1,1 @@
+"""Fiscal receipts: cash registers and their adapters (SPEC H-6)."""
