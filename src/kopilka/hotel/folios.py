@@ -551,7 +551,7 @@ def charge(
             "kind": kind,
             "description": description,
             "payer": payer,
-            "closed_at": closed,
+            "closed_at": None if closed_at is None else as_utc(closed_at),
             "lines": [(x.name, x.quantity_milli, x.price_minor, x.amount_minor) for x in checked],
         }
     )
