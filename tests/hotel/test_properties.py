@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection
 
 from kopilka.core.errors import KopilkaError
 from kopilka.hotel import folios
@@ -47,59 +49,7 @@ def test_allocations_balance_and_ledger_agree(resort: Resort, plan: list[Any]) -
     for n, (action, amount, pick) in enumerate(plan):
         folio = resort.folio(folio_id)
         try:
-            if action == "charge":
-                resort.tx(
-                    lambda c: folios.charge(
-                        c,
-                        tenant_id=resort.t,
-                        folio_id=folio_id,
-                        kind="service",
-                        description="Услуга",
-                        lines=lines(("Услуга", amount)),
-                        operation_id=f"{folio_id}-{n}",
-                        actor=resort.actor,
-                    )
-                )
-            elif action == "pay":
-                invoice = (
-                    folio.invoices[pick % len(folio.invoices)].id
-                    if pick >= 0 and folio.invoices
-                    else None
-                )
-                resort.tx(
-                    lambda c: folios.pay(
-                        c,
-                        tenant_id=resort.t,
-                        folio_id=folio_id,
-                        payment_type_id=resort.cash,
-                        amount_minor=amount,
-                        invoice_id=invoice,
-                        operation_id=f"{folio_id}-{n}",
-                        actor=resort.actor,
-                    )
-                )
-            elif action == "refund" and folio.payments:
-                payment = folio.payments[pick % len(folio.payments)]
-                resort.tx(
-                    lambda c: folios.refund(
-                        c,
-                        tenant_id=resort.t,
-                        folio_id=folio_id,
-                        payment_id=payment.id,
-                        amount_minor=amount,
-                        payment_type_id=resort.cash,
-                        direction="cash",
-                        operation_id=f"{folio_id}-{n}",
-                        actor=resort.actor,
-                    )
-                )
-            elif action == "void" and folio.invoices:
-                invoice_id = folio.invoices[pick % len(folio.invoices)].id
-                resort.tx(
-                    lambda c: folios.void_invoice(
-                        c, tenant_id=resort.t, invoice_id=invoice_id, actor=resort.actor
-                    )
-                )
+            resort.tx(partial(_apply, resort, folio, f"{folio_id}-{n}", action, amount, pick))
         except KopilkaError as error:
             assert error.code in {"overpayment", "refund_too_large", "invoice_paid", "invoice_void"}
     folio = resort.folio(folio_id)
@@ -120,3 +70,51 @@ def test_allocations_balance_and_ledger_agree(resort: Resort, plan: list[Any]) -
             <= payment.amount_minor - payment.refunded_minor
         )
     resort.assert_clean()
+
+
+def _apply(
+    resort: Resort,
+    folio: folios.FolioView,
+    operation: str,
+    action: str,
+    amount: int,
+    pick: int,
+    c: Connection,
+) -> None:
+    common: dict[str, Any] = {"tenant_id": resort.t, "actor": resort.actor}
+    if action == "charge":
+        folios.charge(
+            c,
+            folio_id=folio.id,
+            kind="service",
+            description="Услуга",
+            lines=lines(("Услуга", amount)),
+            operation_id=operation,
+            **common,
+        )
+    elif action == "pay":
+        invoice = (
+            folio.invoices[pick % len(folio.invoices)].id if pick >= 0 and folio.invoices else None
+        )
+        folios.pay(
+            c,
+            folio_id=folio.id,
+            payment_type_id=resort.cash,
+            amount_minor=amount,
+            invoice_id=invoice,
+            operation_id=operation,
+            **common,
+        )
+    elif action == "refund" and folio.payments:
+        folios.refund(
+            c,
+            folio_id=folio.id,
+            payment_id=folio.payments[pick % len(folio.payments)].id,
+            amount_minor=amount,
+            payment_type_id=resort.cash,
+            direction="cash",
+            operation_id=operation,
+            **common,
+        )
+    elif action == "void" and folio.invoices:
+        folios.void_invoice(c, invoice_id=folio.invoices[pick % len(folio.invoices)].id, **common)
