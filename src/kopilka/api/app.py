@@ -27,6 +27,7 @@ from kopilka.api.routes import (
     auth,
     certificates,
     farcards,
+    fiscal,
     holds,
     loyalty,
     loyalty_billing,
@@ -41,6 +42,7 @@ from kopilka.api.routes import (
 from kopilka.core.db import make_engine
 from kopilka.core.logging import configure_logging
 from kopilka.core.settings import get_settings
+from kopilka.fiscal.jobs import ReceiptScheduler
 from kopilka.loyalty.scheduler import NightlyScheduler
 from kopilka.web.app import install_web
 
@@ -52,16 +54,21 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The nightly routine's clock runs in `kopilka serve` only (it turns the setting on).
-        scheduler = None
+        # The nightly routine's clock runs in `kopilka serve` only (it turns the setting on),
+        # and with it the clock that sends fiscal receipts.
+        scheduler = receipts_clock = None
         if settings.nightly_scheduler:
             scheduler = NightlyScheduler(engine, settings.nightly_hour)
             scheduler.start()
+            receipts_clock = ReceiptScheduler(engine)
+            receipts_clock.start()
         try:
             yield
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            if receipts_clock is not None:
+                receipts_clock.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -91,6 +98,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(loyalty_reports.router)
     app.include_router(certificates.router)
     app.include_router(payment_types.router)
+    app.include_router(fiscal.router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

@@ -15,6 +15,7 @@ from kopilka.cli import (
     ledger,
     loyalty,
     nightly,
+    receipts,
     reports,
     serve,
     tenant,
@@ -62,3 +63,4 @@ app.add_typer(cards.app, name="cards")
 app.add_typer(certificates.app, name="certificates")
 app.add_typer(reports.app, name="report")
 app.add_typer(farcards.app, name="farcards")
+app.add_typer(receipts.app, name="receipts")

@@ -88,6 +88,18 @@ TABS = (
         "/settings/payment-types",
         lazy("Payment types"),
     ),
+    (
+        "cash-registers",
+        "settings.payment_types",
+        "/settings/cash-registers",
+        lazy("Cash registers"),
+    ),
+    (
+        "loyalty-centre",
+        "settings.payment_types",
+        "/settings/loyalty-centre",
+        lazy("Loyalty centre"),
+    ),
     # The names of two products, the same in every language.
     ("farcards", "settings.farcards", "/settings/farcards", "r_keeper (FarCards)"),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
