@@ -36,6 +36,7 @@ from kopilka.api.routes import (
     ops,
     payment_types,
     pos,
+    processing,
     transfers,
     units,
 )
@@ -92,6 +93,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(certificates.pos_router)
     app.include_router(payment_types.pos_router)
     app.include_router(farcards.router)
+    app.include_router(processing.router)
     for module in (auth, units, accounts, transfers, holds, loyalty, loyalty_billing):
         app.include_router(module.router)
     app.include_router(loyalty_imports.router)
@@ -99,6 +101,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(certificates.router)
     app.include_router(payment_types.router)
     app.include_router(fiscal.router)
+    app.include_router(processing.centre_router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

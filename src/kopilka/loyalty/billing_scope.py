@@ -73,8 +73,8 @@ from kopilka.loyalty.schema import (
     card_purchases,
     cards,
     loyalty_programs,
-    loyalty_tiers,
     loyalty_redemptions,
+    loyalty_tiers,
     pos_checks,
     pos_refunds,
 )

@@ -26,7 +26,7 @@ from kopilka.core.money import format_amount
 from kopilka.ledger.schema import accounts, entries, hold_resolutions, holds, lots, transfers, units
 from kopilka.loyalty.programs import LoyaltyErrorCode as E
 from kopilka.loyalty.programs import get_program
-from kopilka.loyalty.schema import cards, pos_checks, pos_refunds
+from kopilka.loyalty.schema import cards, loyalty_redemptions, pos_checks, pos_refunds
 from kopilka.tenancy.schema import audit_events, terminals, users
 
 
@@ -111,7 +111,9 @@ def card_history(
 
     Points: checks (terminal, check id, total, money paid, rate, the tier that rate is,
     points spent and accrued, debt), refunds (which check, the share refunded), manual
-    documents (reason, who), imports, lot expiry (which lot, accrued when), hold captures.
+    documents (reason, who), imports, lot expiry (which lot, accrued when), hold captures,
+    bills paid with points through the processing API or a hotel folio, and points such
+    payments gave back (``redemption``, ``redemption_refund``).
     No points: holds placed, voided or expired, checks that moved no points, refunds that
     took nothing back, and the card's own record (issued, blocked, unblocked, moved to
     another program, expiry date, holder). Tier moves are not recorded as events (the
@@ -506,6 +508,7 @@ class _Explainer:
                     if transfer_id is not None:
                         self.checks[transfer_id] = check
         self.refunds = self._refunds(conn, card.id, rows)
+        self.redemptions = self._redemptions(conn, card.id, rows)
         lot_ids = [int(r.meta["lot_id"]) for r in rows if r.kind == "expiry" and r.meta]
         self.lots = {
             lot.id: lot
@@ -547,6 +550,22 @@ class _Explainer:
                 if int(transfer_id) in wanted:
                     found[int(transfer_id)] = refund
         return found
+
+    def _redemptions(self, conn: Connection, card_id: int, rows: list[Any]) -> dict[int, Any]:
+        """Points a processing client wrote off or gave back (kopilka.loyalty.redemptions),
+        by transfer id."""
+        wanted = [r.transfer_id for r in rows if r.kind in ("spend", "refund")]
+        if not wanted:
+            return {}
+        return {
+            found.transfer_id: found
+            for found in conn.execute(
+                select(loyalty_redemptions).where(
+                    loyalty_redemptions.c.card_id == card_id,
+                    one_of(conn, loyalty_redemptions.c.transfer_id, wanted),
+                )
+            )
+        }
 
     def who(self, row: Any) -> str:
         if row.actor_type == "user" and row.actor_id:
@@ -591,6 +610,9 @@ class _Explainer:
                 f"{self._points(row.amount_minor)} {what}"
             )
             return row.kind, title, details
+        redemption = self.redemptions.get(row.transfer_id)
+        if redemption is not None:
+            return self._redemption(row, redemption, details)
         if row.kind in ("manual_accrual", "manual_write_off"):
             details |= {"document_id": meta.get("document"), "reason": row.description}
             verb = "accrued" if row.kind == "manual_accrual" else "written off"
@@ -623,6 +645,32 @@ class _Explainer:
         if row.description:
             title += f" ({row.description})"
         return row.kind, title, details
+
+    def _redemption(
+        self, row: Any, redemption: Any, details: dict[str, Any]
+    ) -> tuple[str, str, dict[str, Any]]:
+        """A hotel bill (or another processing client's payment) paid with the card's
+        points, or points such a payment gave back."""
+        channel = redemption.channel
+        if channel.startswith("terminal:") and channel[9:].isdigit():
+            where = f"terminal {self.terminals.get(int(channel[9:]), channel[9:])}"
+        else:
+            where = "hotel folio" if channel == "folio" else channel
+        details |= {
+            "redemption_id": redemption.id,
+            "channel": channel,
+            "operation_id": redemption.operation_id,
+            "reason": redemption.description,
+        }
+        points = self._points(row.amount_minor)
+        if redemption.kind == "refund":
+            details |= {"parent_redemption_id": redemption.parent_id}
+            title = f"{points} given back: write-off {redemption.parent_id} ({where})"
+            return "redemption_refund", title, details
+        title = f"{points} paid with points ({where})"
+        if redemption.description:
+            title += f": {redemption.description}"
+        return "redemption", title, details
 
     def _check(
         self, row: Any, check: Any, meta: dict[str, Any], details: dict[str, Any]

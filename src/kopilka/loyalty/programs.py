@@ -92,6 +92,11 @@ class LoyaltyErrorCode(StrEnum):
     # How a check's money part was paid (SPEC P-8).
     INVALID_PAYMENT = "invalid_payment"
     PAYMENTS_MISMATCH = "payments_mismatch"
+    # Points written off by processing clients (kopilka.loyalty.redemptions, SPEC H-5).
+    INVALID_REDEMPTION = "invalid_redemption"
+    REDEMPTION_NOT_FOUND = "redemption_not_found"
+    POINTS_UNIT_MISMATCH = "points_unit_mismatch"
+    REDEMPTION_REFUNDED = "redemption_refunded"
 
 
 E = LoyaltyErrorCode

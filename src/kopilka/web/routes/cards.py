@@ -467,6 +467,8 @@ HISTORY_KINDS = {
     "card_set_expiry": lazy("Expiry date set"),
     "card_update_holder": lazy("Holder changed"),
     "card_import": lazy("Imported"),
+    "redemption": lazy("Paid a bill with points"),
+    "redemption_refund": lazy("Points back for a bill"),
 }
 
 
