@@ -52,7 +52,7 @@ from kopilka.loyalty.documents import accrue_points
 from kopilka.loyalty.pos import commit_check
 from kopilka.loyalty.programs import add_tier, create_program
 from kopilka.payments.codes import add_payment_code
-from kopilka.payments.types import PaymentKind, create_payment_type
+from kopilka.payments.types import PaymentKind, create_payment_type, list_payment_types
 from kopilka.tenancy.actions import (
     Tenant,
     create_branch,
@@ -643,6 +643,95 @@ def _payments(ctx: _Ctx) -> None:
             )
 
 
+def _hotel(ctx: _Ctx) -> None:
+    """A hotel with rooms and two stays (SPEC H-1): Анна Петрова in room 90 with a night
+    charged and part paid, and an order from the bar charged to her room (P-7)."""
+    from kopilka.hotel import folios, room_charge, stays
+
+    conn, t, actor = ctx.conn, ctx.tenant_id, ctx.actor
+    prop = stays.create_property(conn, tenant_id=t, name="Гостиница «Берег»", actor=actor)
+    rooms = {
+        number: stays.create_room(
+            conn, tenant_id=t, property_id=prop.id, number=number, description=kind, actor=actor
+        )
+        for number, kind in (
+            ("90", "Стандарт"),
+            ("91", "Стандарт"),
+            ("12A", "Люкс"),
+            ("12B", "Люкс"),
+        )
+    }
+    anna = stays.create_guest(
+        conn,
+        tenant_id=t,
+        full_name="Анна Петрова",
+        phone="+7 916 123-45-67",
+        email="anna.petrova@example.ru",
+        actor=actor,
+    )
+    ivan = stays.create_guest(conn, tenant_id=t, full_name="Иван Петров", actor=actor)
+    oleg = stays.create_guest(
+        conn, tenant_id=t, full_name="Олег Смирнов", phone="+7 903 555-01-02", actor=actor
+    )
+    today = ctx.now.date()
+    stay = stays.create_stay(
+        conn,
+        tenant_id=t,
+        room_id=rooms["90"].id,
+        arrival=today - timedelta(days=1),
+        departure=today + timedelta(days=2),
+        guest_ids=[anna.id, ivan.id],
+        check_in=True,
+        actor=actor,
+    )
+    stays.create_stay(
+        conn,
+        tenant_id=t,
+        room_id=rooms["12A"].id,
+        arrival=today + timedelta(days=3),
+        departure=today + timedelta(days=6),
+        guest_ids=[oleg.id],
+        actor=actor,
+    )
+    folio_id = stay.folios[0].id
+    night = folios.charge(
+        conn,
+        tenant_id=t,
+        folio_id=folio_id,
+        kind="accommodation",
+        description="Проживание",
+        lines=[folios.LineIn("Стандарт, 3 ночи", 10_500_00, 3000, 3_500_00)],
+        operation_id="demo-night-1",
+        actor=actor,
+    )
+    cash = next(p.id for p in list_payment_types(conn, t) if p.kind == PaymentKind.CASH)
+    folios.pay(
+        conn,
+        tenant_id=t,
+        folio_id=folio_id,
+        payment_type_id=cash,
+        amount_minor=3_500_00,
+        invoice_id=night.id,
+        operation_id="demo-pay-night-1",
+        payer="Анна Петрова",
+        actor=actor,
+    )
+    room_charge.post_room_charge(
+        conn,
+        tenant_id=t,
+        terminal_id=ctx.terminal_id,
+        room="90",
+        guest_id=anna.id,
+        check_id="Бар-121",
+        lines=[
+            folios.LineIn("Капучино", 640_00, 2000, 320_00),
+            folios.LineIn("Чизкейк", 450_00),
+        ],
+        payment_code="12",
+        actor=actor,
+    )
+
+
 _STEPS = (
     ("staff users and a terminal", _staff),
     ("units and accounts", _accounts),
@@ -652,4 +741,5 @@ _STEPS = (
     ("a subscriber's account", _subscriber),
     ("a bonus program, cards and gift certificates", _loyalty),
     ("payment types and the terminal's codes", _payments),
+    ("a hotel with guests staying", _hotel),
 )

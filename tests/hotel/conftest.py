@@ -28,6 +28,7 @@ from kopilka.loyalty.programs import create_program
 from kopilka.payments.codes import add_payment_code
 from kopilka.payments.types import PaymentKind, create_payment_type
 from kopilka.tenancy.actions import Tenant, create_terminal
+from tests.api.conftest import TestClient, _dispose_apps, client
 
 T = TypeVar("T")
 _numbers = itertools.count(1)
@@ -198,4 +199,4 @@ def resort(engine: Engine, tenant: Tenant, actor: Actor) -> Resort:
     return Resort(engine, tenant, actor, **made)
 
 
-__all__ = ["date", "lines", "op"]
+__all__ = ["TestClient", "_dispose_apps", "client", "date", "lines", "op"]

@@ -102,7 +102,12 @@ def test_every_pos_request_is_refused_while_loyalty_is_off(
 
 
 # Terminal routes that are no card requests (SPEC P-9 refuses card requests only).
-NOT_CARD_REQUESTS = ("/api/v1/pos/payment-codes",)
+NOT_CARD_REQUESTS = (
+    "/api/v1/pos/payment-codes",
+    # Room charge (SPEC P-7) is the hotel's, not loyalty's.
+    "/api/v1/pos/rooms/",
+    "/api/v1/pos/room-charges",
+)
 
 
 def test_no_route_of_the_gateway_escapes_the_switch(shop: Shop, client: TestClient) -> None:

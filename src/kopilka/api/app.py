@@ -29,6 +29,7 @@ from kopilka.api.routes import (
     farcards,
     fiscal,
     holds,
+    hotel,
     loyalty,
     loyalty_billing,
     loyalty_imports,
@@ -37,6 +38,7 @@ from kopilka.api.routes import (
     payment_types,
     pos,
     processing,
+    room_charge,
     transfers,
     units,
 )
@@ -94,6 +96,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(payment_types.pos_router)
     app.include_router(farcards.router)
     app.include_router(processing.router)
+    app.include_router(room_charge.router)
     for module in (auth, units, accounts, transfers, holds, loyalty, loyalty_billing):
         app.include_router(module.router)
     app.include_router(loyalty_imports.router)
@@ -102,6 +105,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(payment_types.router)
     app.include_router(fiscal.router)
     app.include_router(processing.centre_router)
+    app.include_router(hotel.router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

@@ -15,10 +15,14 @@ paid; the guest owes 7,000.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from kopilka.core.actor import Actor
 from kopilka.core.errors import InvalidInput, Refused
@@ -38,8 +42,11 @@ from kopilka.hotel.folios import (
     payment_digest,
     usable_type,
 )
-from kopilka.hotel.loyalty_provider import CardBalances, LoyaltyProvider
+from kopilka.hotel.loyalty_provider import CardBalances, LoyaltyProvider, Redemption
+from kopilka.ledger.posting import run_transaction
 from kopilka.payments.types import PaymentKind, PaymentType, list_payment_types
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,3 +217,82 @@ def points_back(provider: LoyaltyProvider, provider_ref: str, tenant_id: int) ->
         return done.ref
 
     return give_back
+
+
+# --------------------------------------------------------------------------- the provider
+
+_taken: ContextVar[list[tuple[LoyaltyProvider, Redemption]] | None] = ContextVar(
+    "points_taken", default=None
+)
+log = logging.getLogger(__name__)
+
+
+class _Recording:
+    """A provider that notes what an external centre wrote off, so that a folio payment
+    whose own write fails can give it back (``with_points_undo``)."""
+
+    def __init__(self, inner: LoyaltyProvider) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def card_balances(self, number: str) -> CardBalances:
+        return self.inner.card_balances(number)
+
+    def redeem(
+        self, *, number: str, unit_code: str, amount_minor: int, operation_id: str, description: str
+    ) -> Redemption:
+        done = self.inner.redeem(
+            number=number,
+            unit_code=unit_code,
+            amount_minor=amount_minor,
+            operation_id=operation_id,
+            description=description,
+        )
+        noted = _taken.get()
+        if noted is not None:
+            noted.append((self.inner, done))
+        return done
+
+    def refund(self, *, ref: str, amount_minor: int, operation_id: str) -> Redemption:
+        return self.inner.refund(ref=ref, amount_minor=amount_minor, operation_id=operation_id)
+
+
+def tenant_provider(conn: Connection, tenant_id: int, actor: Actor) -> LoyaltyProvider:
+    """The tenant's loyalty provider (its external centre, or its own ledger)."""
+    from kopilka.hotel.loyalty_provider import provider_for
+
+    provider = provider_for(conn, tenant_id=tenant_id, actor=actor)
+    return provider if provider.name == "own" else _Recording(provider)
+
+
+def with_points_undo(
+    engine: Engine, tenant_id: int, actor: Actor, operation_id: str, work: Callable[[Connection], T]
+) -> T:
+    """Run ``work`` (a folio payment with points) in a transaction; when it fails after an
+    external centre wrote points off, give them back, so the card never pays for a
+    payment the folio does not show. (The own ledger's write-off is in the transaction
+    and goes with it.)"""
+    noted: list[tuple[LoyaltyProvider, Redemption]] = []
+    token = _taken.set(noted)
+    try:
+        return run_transaction(engine, work)
+    except Exception:
+        undone: set[str] = set()
+        for provider, done in noted:
+            if done.ref in undone:
+                continue
+            undone.add(done.ref)
+            try:
+                provider.refund(
+                    ref=done.ref,
+                    amount_minor=done.amount_minor,
+                    operation_id=f"{redemption_operation(tenant_id, operation_id)}:undo"[:100],
+                )
+            except Exception:  # the centre keeps them; the log says which to return by hand
+                log.exception(
+                    "points written off at the loyalty centre were not given back",
+                    extra={"tenant_id": tenant_id, "ref": done.ref, "points": done.amount_minor},
+                )
+        raise
+    finally:
+        _taken.reset(token)
