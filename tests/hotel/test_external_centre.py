@@ -4,6 +4,7 @@ loopback. A centre that fails is shown clearly and writes nothing on the folio."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,6 +107,8 @@ def centre_balance(centre: Centre, card_id: int) -> int:
 
 
 def test_seed_000_with_the_centres_points(resort: Resort, centre: Centre) -> None:
+    # One centre serves the SQLite and PostgreSQL runs under one key: ids must not meet.
+    run = uuid.uuid4().hex[:8]
     type_id = kontur(resort, centre)
     card = centre.card(5_000_00)
     owes(resort, 10_000_00)
@@ -121,9 +124,9 @@ def test_seed_000_with_the_centres_points(resort: Resort, centre: Centre) -> Non
     (offer,) = [o for o in offers.offers if o.payment_type.id == type_id]
     assert (offer.balance_minor, offer.cap_minor) == (5_000_00, 3_000_00)
     with pytest.raises(Refused) as caught:
-        pay(resort, type_id, card.number, 3_500_00, "kontur-1")
+        pay(resort, type_id, card.number, 3_500_00, f"kontur-1-{run}")
     assert caught.value.code == "points_above_cap"
-    payment = pay(resort, type_id, card.number, 3_000_00, "kontur-2")
+    payment = pay(resort, type_id, card.number, 3_000_00, f"kontur-2-{run}")
     assert (payment.provider, payment.amount_minor) == ("external", 3_000_00)
     assert resort.folio().owed_minor == 7_000_00
     assert centre_balance(centre, card.id) == 2_000_00
@@ -137,7 +140,7 @@ def test_seed_000_with_the_centres_points(resort: Resort, centre: Centre) -> Non
             amount_minor=3_000_00,
             payment_type_id=type_id,
             direction="card",
-            operation_id="kontur-back",
+            operation_id=f"kontur-back-{run}",
             actor=resort.actor,
             points_back=points.points_back(
                 points.tenant_provider(c, resort.t, resort.actor),
@@ -153,10 +156,12 @@ def test_seed_000_with_the_centres_points(resort: Resort, centre: Centre) -> Non
 
 
 def test_a_centre_nobody_answers_at_writes_nothing(resort: Resort, centre: Centre) -> None:
+    # One centre serves the SQLite and PostgreSQL runs under one key: ids must not meet.
+    run = uuid.uuid4().hex[:8]
     type_id = kontur(resort, centre, url=f"http://127.0.0.1:{free_port()}")
     owes(resort, 10_000_00)
     with pytest.raises(Unavailable) as caught:
-        pay(resort, type_id, "7700000000001", 1_000_00, "kontur-3")
+        pay(resort, type_id, "7700000000001", 1_000_00, f"kontur-3-{run}")
     assert caught.value.code == "loyalty_centre_unavailable" and caught.value.status == 503
     assert centre.key not in caught.value.detail
     assert resort.folio().payments == () and resort.folio().owed_minor == 10_000_00
@@ -165,6 +170,8 @@ def test_a_centre_nobody_answers_at_writes_nothing(resort: Resort, centre: Centr
 
 def test_a_folio_write_that_fails_gives_the_points_back(resort: Resort, centre: Centre) -> None:
     """The centre took the points, then the folio's own write failed: they go back."""
+    # One centre serves the SQLite and PostgreSQL runs under one key: ids must not meet.
+    run = uuid.uuid4().hex[:8]
     type_id = kontur(resort, centre)
     card = centre.card(5_000_00)
     owes(resort, 10_000_00)
@@ -177,7 +184,7 @@ def test_a_folio_write_that_fails_gives_the_points_back(resort: Resort, centre: 
             payment_type_id=type_id,
             card_number=card.number,
             points_minor=1_000_00,
-            operation_id="kontur-4",
+            operation_id=f"kontur-4-{run}",
             provider=points.tenant_provider(c, resort.t, resort.actor),
             actor=resort.actor,
         )
@@ -185,7 +192,7 @@ def test_a_folio_write_that_fails_gives_the_points_back(resort: Resort, centre: 
         raise KopilkaError("boom", "the folio's write failed")
 
     with pytest.raises(KopilkaError, match="failed"):
-        points.with_points_undo(resort.engine, resort.t, resort.actor, "kontur-4", then_fail)
+        points.with_points_undo(resort.engine, resort.t, resort.actor, f"kontur-4-{run}", then_fail)
     assert centre_balance(centre, card.id) == 5_000_00
     found = resort.read(
         lambda c: c.execute(
