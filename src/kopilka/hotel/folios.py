@@ -61,6 +61,7 @@ MAX_LINES = 200
 MAX_OPERATION_ID = 100
 MAX_QUANTITY_MILLI = 10**9
 SALES = "hotel_sales"
+CERTIFICATE = "certificate"  # a payment's provider when a gift certificate paid
 
 UNPAID, PARTLY_PAID, PAID, VOID = "unpaid", "partly_paid", "paid", "void"
 
@@ -875,15 +876,20 @@ def pay(
     now: datetime | None = None,
     points: PointsPart | None = None,
     digest: str | None = None,
+    certificate: str | None = None,
 ) -> PaymentView:
     """Take a payment on the folio by a payment type (H-2): for ``invoice_id`` (never
     more than it still owes), or for the folio (its open invoices, oldest first; the rest
-    stays as the guest's credit). Points pay through ``kopilka.hotel.points``."""
+    stays as the guest's credit). Points pay through ``kopilka.hotel.points``; a gift
+    certificate type names the ``certificate``, whose balance pays (all or nothing)."""
     moment = as_utc(now) if now else utcnow()
     operation_id = operation_id_of(operation_id)
     check_amount(amount_minor)
     payer = " ".join(payer.split())[:200] if isinstance(payer, str) else ""
-    digest = digest or payment_digest(folio_id, payment_type_id, amount_minor, invoice_id, payer)
+    certificate = " ".join(certificate.split()) if isinstance(certificate, str) else None
+    digest = digest or payment_digest(
+        folio_id, payment_type_id, amount_minor, invoice_id, payer, certificate or None
+    )
     folio = _folio_row(conn, tenant_id, folio_id, lock=True)
     known = _known_payment(conn, tenant_id, operation_id, digest)
     if known is not None:
@@ -894,6 +900,12 @@ def pay(
             E.PAYMENT_TYPE_NOT_USABLE,
             f"{payment_type.name!r} pays with points: use paying with points",
             payment_type_id=payment_type.id,
+        )
+    is_certificate = payment_type.kind == PaymentKind.GIFT_CERTIFICATE
+    if is_certificate and not certificate:
+        raise InvalidInput(
+            E.INVALID_HOTEL_INPUT,
+            f"{payment_type.name!r} pays with a gift certificate: give its number",
         )
     if invoice_id is not None:
         invoice = _open_invoice(conn, tenant_id, folio_id, invoice_id)
@@ -909,6 +921,11 @@ def pay(
         targets = [(invoice_id, owed)]
     else:
         targets = _open_invoices(conn, tenant_id, folio_id)
+    if is_certificate:
+        assert certificate is not None
+        points = _certificate_pays(
+            conn, tenant_id, folio_id, certificate, amount_minor, operation_id, actor, moment
+        )
     payment_id = conn.execute(
         hotel_payments.insert().returning(hotel_payments.c.id),
         {
@@ -921,8 +938,8 @@ def pay(
             "amount_minor": amount_minor,
             "refunded_minor": 0,
             "card_number": points.card_number if points else None,
-            "points_unit": points.unit_code if points else None,
-            "points_minor": points.points_minor if points else None,
+            "points_unit": points.unit_code or None if points else None,
+            "points_minor": points.points_minor or None if points else None,
             "provider": points.provider if points else None,
             "provider_ref": points.provider_ref if points else None,
             "payer": payer,
@@ -974,6 +991,40 @@ def pay(
         },
     )
     return get_payment(conn, tenant_id, payment_id)
+
+
+def _certificate_pays(
+    conn: Connection,
+    tenant_id: int,
+    folio_id: int,
+    number: str,
+    amount_minor: int,
+    operation_id: str,
+    actor: Actor,
+    moment: datetime,
+) -> PointsPart:
+    """The certificate's money pays (its own ledger transfer, ``kopilka.loyalty.
+    certificates``); what the folio payment keeps of it."""
+    from kopilka.loyalty import certificates as gc
+
+    paid = gc.pay_with_certificate(
+        conn,
+        tenant_id=tenant_id,
+        number=number,
+        amount_minor=amount_minor,
+        operation_id=certificate_operation(operation_id),
+        check_id=f"folio {folio_id}",
+        actor=actor,
+        now=moment,
+    )
+    if paid.replayed:  # the certificate knew the operation: not this payment's
+        raise operation_conflict(operation_id)
+    return PointsPart(paid.certificate_number, "", 0, CERTIFICATE, paid.operation_id)
+
+
+def certificate_operation(operation_id: str) -> str:
+    """The operation id a folio payment asks a gift certificate with."""
+    return f"folio-{operation_id}"[:100]
 
 
 def settle_from_credit(
@@ -1083,16 +1134,24 @@ def refund(
             refundable=format_amount(left, exponent),
         )
     is_points = payment.payment_kind == PaymentKind.POINTS.value
-    if is_points and payment_type_id != payment.payment_type_id:
+    by_certificate = payment.provider == CERTIFICATE
+    if (is_points or by_certificate) and payment_type_id != payment.payment_type_id:
         raise Refused(
             E.PAYMENT_TYPE_NOT_USABLE,
-            "a payment with points is refunded in points, by the same payment type",
+            "a payment with points or a gift certificate goes back the way it came, by "
+            "the same payment type",
         )
     refund_type = (
         get_payment_type(conn, tenant_id, payment_type_id)
-        if is_points
+        if is_points or by_certificate
         else usable_type(conn, tenant_id, payment_type_id)
     )
+    if refund_type.kind == PaymentKind.GIFT_CERTIFICATE and not by_certificate:
+        raise Refused(
+            E.PAYMENT_TYPE_NOT_USABLE,
+            "money paid otherwise is not refunded onto a gift certificate",
+            payment_type_id=payment_type_id,
+        )
     if not is_points and refund_type.kind == PaymentKind.POINTS:
         raise Refused(
             E.PAYMENT_TYPE_NOT_USABLE,
@@ -1135,6 +1194,21 @@ def refund(
             raise InvalidInput(E.INVALID_HOTEL_INPUT, "points go back through the loyalty provider")
         if points_minor > 0:
             provider_ref = points_back(points_minor, operation_id)
+    if by_certificate:
+        from kopilka.loyalty import certificates as gc
+
+        assert payment.card_number is not None and payment.provider_ref is not None
+        back = gc.refund_payment(
+            conn,
+            tenant_id=tenant_id,
+            number=payment.card_number,
+            operation_id=payment.provider_ref,
+            refund_id=certificate_operation(operation_id),
+            amount_minor=amount_minor,
+            actor=actor,
+            now=moment,
+        )
+        provider_ref = back.refund_id
     refund_id = conn.execute(
         hotel_refunds.insert().returning(hotel_refunds.c.id),
         {

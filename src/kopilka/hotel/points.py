@@ -130,6 +130,7 @@ def pay_with_points(
     provider: LoyaltyProvider,
     actor: Actor,
     invoice_id: int | None = None,
+    payer: str = "",
     now: datetime | None = None,
 ) -> PaymentView:
     """Steps 5 and 6: write ``points_minor`` points off the card and record what they
@@ -140,7 +141,8 @@ def pay_with_points(
     number = " ".join(card_number.split()) if isinstance(card_number, str) else ""
     if not 1 <= len(number) <= 64:
         raise InvalidInput(E.INVALID_HOTEL_INPUT, "a card number is required")
-    digest = payment_digest(folio_id, payment_type_id, points_minor, invoice_id, "", number)
+    payer = " ".join(payer.split())[:200] if isinstance(payer, str) else ""
+    digest = payment_digest(folio_id, payment_type_id, points_minor, invoice_id, payer, number)
     folio = _folio_row(conn, tenant_id, folio_id, lock=True)
     known = _known_payment(conn, tenant_id, operation_id, digest)
     if known is not None:
@@ -194,6 +196,7 @@ def pay_with_points(
         operation_id=operation_id,
         actor=actor,
         invoice_id=invoice_id,
+        payer=payer or (card.holder or ""),
         now=now,
         points=PointsPart(card.number, unit.code, points_minor, provider.name, redemption.ref),
         digest=digest,

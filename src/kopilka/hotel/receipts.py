@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from kopilka.core.actor import Actor
+from kopilka.core.money import format_amount
 from kopilka.fiscal import receipts as fiscal
 from kopilka.hotel.folios import FolioView, PaymentView, RefundView, _currency, get_invoice
 
@@ -39,6 +40,33 @@ def _russian(conn: Connection, tenant_id: int) -> bool:
     return get_tenant(conn, tenant_id).locale.lower().startswith("ru")
 
 
+NAME_LIMIT = fiscal.MAX_ITEM_NAME  # a receipt line's name (FFD: tag 1030)
+
+
+def _item(name: str, quantity_milli: int, amount_minor: int) -> dict[str, Any]:
+    """A receipt line. Its price is the price after the line's discounts (what a fiscal
+    drive checks: price × quantity = sum, to a kopeck); where no price comes that near
+    (10.00 for 30 portions), the line is one of "name × 30" at its sum."""
+    price = (amount_minor * 1000 + quantity_milli // 2) // quantity_milli
+    if (
+        abs(price * quantity_milli - amount_minor * 1000) > 1000
+        or price > fiscal.MAX_AMOUNT_MINOR
+        or quantity_milli > fiscal.MAX_QUANTITY_MILLI
+    ):
+        shown = format_amount(quantity_milli, 3).rstrip("0").rstrip(".")
+        name, price, quantity_milli = f"{name} × {shown}", amount_minor, 1000
+    if len(name) > NAME_LIMIT:
+        name = name[: NAME_LIMIT - 1] + "…"
+    return {
+        "name": name,
+        "price_minor": price,
+        "quantity_milli": quantity_milli,
+        "amount_minor": amount_minor,
+        "payment_object": "service",
+        "vat": "none",
+    }
+
+
 def _payload(
     conn: Connection,
     tenant_id: int,
@@ -55,14 +83,7 @@ def _payload(
         invoice = get_invoice(conn, tenant_id, invoice_id)
         if invoice.total_minor == amount_minor:
             items = [
-                {
-                    "name": x.name,
-                    "price_minor": x.price_minor,
-                    "quantity_milli": x.quantity_milli,
-                    "amount_minor": x.amount_minor,
-                    "payment_object": "service",
-                    "vat": "none",
-                }
+                _item(x.name, x.quantity_milli, x.amount_minor)
                 for x in invoice.lines
                 if x.amount_minor > 0
             ]
@@ -75,16 +96,7 @@ def _payload(
                 if ru
                 else f"Payment for accommodation and services, folio {folio_id}"
             )
-        items = [
-            {
-                "name": name,
-                "price_minor": amount_minor,
-                "quantity_milli": 1000,
-                "amount_minor": amount_minor,
-                "payment_object": "service",
-                "vat": "none",
-            }
-        ]
+        items = [_item(name, 1000, amount_minor)]
     return {
         "items": items,
         "payments": [{"kind": kind, "amount_minor": amount_minor}],

@@ -95,7 +95,7 @@ def post_room_charge(
         tenant_id=tenant_id,
         folio_id=folio_id,
         kind="pos_order",
-        description=description or f"Order {check_id}, room {stay_room}",
+        description=description or _order_name(conn, tenant_id, check_id, stay_room),
         lines=lines,
         operation_id=check_id,
         actor=actor,
@@ -119,6 +119,16 @@ def post_room_charge(
             deposit=format_amount(paid, exponent),
         )
     return get_invoice(conn, tenant_id, invoice.id)
+
+
+def _order_name(conn: Connection, tenant_id: int, check_id: str, room: str) -> str:
+    """What the folio calls an order, in the tenant's language (its screens' and
+    receipts')."""
+    from kopilka.tenancy.actions import get_tenant
+
+    if get_tenant(conn, tenant_id).locale.lower().startswith("ru"):
+        return f"Заказ {check_id}, номер {room}"[:200]
+    return f"Order {check_id}, room {room}"[:200]
 
 
 def _posted(

@@ -317,6 +317,32 @@ def _redeem(
     conn.execute(update(purge_requests).where(purge_requests.c.id == row.id).values(used_at=now))
 
 
+def _refuse_folio_points(conn: Connection, tenant_id: int, unit_ids: tuple[int, ...]) -> None:
+    """Hotel folios paid with the points going keep their payment types (the payments
+    are the hotel's money history, not loyalty data): while any exists, no purge."""
+    from kopilka.hotel.schema import hotel_payments
+    from kopilka.payments.schema import payment_types
+
+    if not unit_ids:
+        return
+    paid = conn.execute(
+        select(func.count())
+        .select_from(hotel_payments)
+        .join(payment_types, payment_types.c.id == hotel_payments.c.payment_type_id)
+        .where(
+            hotel_payments.c.tenant_id == tenant_id,
+            payment_types.c.unit_id.in_(list(unit_ids)),
+        )
+    ).scalar_one()
+    if paid:
+        raise Refused(
+            E.PURGE_FOLIO_POINTS,
+            f"{paid} hotel folio payment(s) were made with these points; they stay in the "
+            "hotel's books with their payment types, so nothing was purged",
+            payments=int(paid),
+        )
+
+
 def purge_loyalty(
     conn: Connection,
     *,
@@ -342,6 +368,7 @@ def purge_loyalty(
             "accounts, so nothing was purged",
             accounts=list(found.crossing),
         )
+    _refuse_folio_points(conn, tenant_id, found.unit_ids)
     removed: dict[str, int] = {}
     with _purge_permit(conn, tenant_id):
         parts = list(reversed(scope.materialise(conn, tenant_id, found)))

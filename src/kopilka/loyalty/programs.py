@@ -97,6 +97,8 @@ class LoyaltyErrorCode(StrEnum):
     REDEMPTION_NOT_FOUND = "redemption_not_found"
     POINTS_UNIT_MISMATCH = "points_unit_mismatch"
     REDEMPTION_REFUNDED = "redemption_refunded"
+    # A purge while hotel folios were paid with the points going (kopilka.hotel).
+    PURGE_FOLIO_POINTS = "purge_folio_points"
 
 
 E = LoyaltyErrorCode

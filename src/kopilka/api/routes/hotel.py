@@ -228,6 +228,9 @@ class PaymentIn(Strict):
     amount: Amount
     invoice_id: Id | None = Field(default=None, description="none: the folio's oldest first")
     payer: str = Field(default="", max_length=200)
+    certificate: str | None = Field(
+        default=None, min_length=1, max_length=64, description="gift certificate types: its number"
+    )
     receipt: ReceiptIn | None = None
 
 
@@ -315,6 +318,7 @@ class PointsPaymentIn(Strict):
     payment_type_id: Id
     points: Amount
     invoice_id: Id | None = None
+    payer: str = Field(default="", max_length=200, description="default: the card's holder")
     receipt: ReceiptIn | None = None
 
 
@@ -838,6 +842,7 @@ def folio_pay(
             actor=principal.actor,
             invoice_id=body.invoice_id,
             payer=body.payer,
+            certificate=body.certificate,
         )
         receipt = hotel_receipts.for_payment(conn, t, payment, body.receipt, principal.actor)
         return payment, receipt
@@ -870,7 +875,7 @@ def folio_refund(
     def work(conn: Connection) -> tuple[folios.RefundView, Any, str | None]:
         payment = folios.get_payment(conn, t, body.payment_id)
         give_back = None
-        if payment.provider_ref is not None:
+        if payment.points_unit is not None and payment.provider_ref is not None:
             provider = points.tenant_provider(conn, t, principal.actor)
             give_back = points.points_back(provider, payment.provider_ref, t)
         done = folios.refund(
@@ -980,6 +985,7 @@ def folio_pay_with_points(
             provider=provider,
             actor=principal.actor,
             invoice_id=body.invoice_id,
+            payer=body.payer,
         )
         receipt = hotel_receipts.for_payment(conn, t, payment, body.receipt, principal.actor)
         return payment, receipt
