@@ -206,11 +206,11 @@ def test_sign_in_page_speaks_the_browsers_language_or_the_chosen_one(web: Web) -
 def test_the_layout_shows_only_what_the_role_may_open(web: Web) -> None:
     owner = text_of(web.sign_in("owner").get("/").text)
     cashier = text_of(web.sign_in("cashier").get("/").text)
-    for section in ("Настройки", "Отчёты", "Карты и бонусы", "Гостиница скоро"):
+    for section in ("Настройки", "Отчёты", "Карты и бонусы", "Ресепшн"):
         assert section in owner
     assert "Карты и бонусы скоро" not in owner, "the cards section is open"
     assert "Настройки" not in cashier and "Отчёты" not in cashier
-    assert "Карты и бонусы" in cashier and "Гостиница скоро" not in cashier
+    assert "Карты и бонусы" in cashier and "Ресепшн" not in cashier
     assert "Гостиница «Берёзка»" in owner, "the tenant is named in the header"
     assert "Main building" in owner, "and its branch"
 

@@ -100,6 +100,7 @@ TABS = (
         "/settings/loyalty-centre",
         lazy("Loyalty centre"),
     ),
+    ("hotel", "settings.payment_types", "/settings/hotel", lazy("Hotel")),
     # The names of two products, the same in every language.
     ("farcards", "settings.farcards", "/settings/farcards", "r_keeper (FarCards)"),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
