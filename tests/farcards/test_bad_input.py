@@ -132,9 +132,11 @@ def test_who_may_call(restaurant: Restaurant, station: Station) -> None:
     assert "не разрешены" in _failure(station.lookup(card.number))[1]
 
 
-def test_room_charge_is_refused_until_hotel_folios_exist(
+def test_a_room_charge_without_its_payment_is_refused_and_writes_nothing(
     restaurant: Restaurant, station: Station
 ) -> None:
+    # The room interface (tests/farcards/test_room_charge.py) charges the check's payment
+    # of the sum charged; this check buffer has none.
     card = restaurant.card()
     room = Station(station.client, f"{station.base}/room")
     code, text = _failure(
@@ -143,8 +145,8 @@ def test_room_charge_is_refused_until_hotel_folios_exist(
         )
     )
     assert (code, text) == (
-        "150",
-        "Оплата на номер пока недоступна: в Kopilka нет гостевых счетов отеля",
+        "155",
+        "В чеке нет одной оплаты на 50.00 валютой «Закрытие на номер»",
     )
     assert _written(restaurant) == (0, 0, 0)
 

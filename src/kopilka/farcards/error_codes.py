@@ -2,7 +2,8 @@
 
 FarCards 6.04+ shows ``TRRESPONSE err_text`` to the cashier next to ``error_code``; the
 number lets support find the reason in the log line quickly. Errors of the loyalty domain
-travel with their own codes and get numbers here too (``number_for``).
+(and, on the room interface, of the hotel domain) travel with their own codes and get
+numbers here too (``number_for``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class FarcardsErrorCode(StrEnum):
     INVALID_BONUS_CODE = "farcards_invalid_bonus_code"
     NOT_CONFIGURED = "farcards_not_configured"
     INTERNAL = "farcards_internal"
+    # Room charge (the room interface, SPEC P-7).
+    ROOM_KIND_NOT_ALLOWED = "farcards_room_kind_not_allowed"
+    ROOM_RETURN_REFUSED = "farcards_room_return_refused"
+    ROOM_CHECK_MISSING = "farcards_room_check_missing"
+    ROOM_LINES_MISMATCH = "farcards_room_lines_mismatch"
+    ROOM_PAYMENT_MISSING = "farcards_room_payment_missing"
+    ROOM_GUEST_CODE_UNKNOWN = "farcards_room_guest_code_unknown"
 
 
 E = FarcardsErrorCode
@@ -91,6 +99,25 @@ _NUMBERS: dict[str, int] = {
     "check_not_found": 215,
     "refund_too_large": 216,
     "refund_conflict": 217,
+    # The room interface: 151..159.
+    E.ROOM_KIND_NOT_ALLOWED: 151,
+    E.ROOM_RETURN_REFUSED: 152,
+    E.ROOM_CHECK_MISSING: 153,
+    E.ROOM_LINES_MISMATCH: 154,
+    E.ROOM_PAYMENT_MISSING: 155,
+    E.ROOM_GUEST_CODE_UNKNOWN: 156,
+    # The hotel domain (and the payment codes it resolves): 300..399.
+    "no_guest_in_room": 301,
+    "guest_not_found": 302,
+    "stay_closed": 303,
+    "invoice_paid": 304,
+    "invoice_not_found": 305,
+    "unknown_payment_code": 306,
+    "payment_type_disabled": 307,
+    "not_room_charge": 308,
+    "deposit_insufficient": 309,
+    "hotel_operation_conflict": 310,
+    "invalid_hotel_input": 311,
 }
 OTHER = 299
 

@@ -143,6 +143,73 @@ _TEXTS: dict[str, tuple[str, str]] = {
         "Возврат больше, чем осталось по чеку",
         "The return is larger than what is left of the check",
     ),
+    # The room interface (room charge, SPEC P-7) and the hotel domain behind it.
+    E.ROOM_KIND_NOT_ALLOWED: (
+        "На номер закрывается только оплата (Kind=0), не Kind={kind}",
+        "Only a payment (Kind=0) is charged to a room, not Kind={kind}",
+    ),
+    E.ROOM_RETURN_REFUSED: (
+        "Возврат заказа, закрытого на номер, оформляется на ресепшене отеля",
+        "A room charge is returned as a refund at the hotel's front desk",
+    ),
+    E.ROOM_CHECK_MISSING: (
+        "Нет состава чека: для закрытия на номер нужен чек с блюдами",
+        "The check's lines are missing: a room charge needs the check with its lines",
+    ),
+    E.ROOM_LINES_MISMATCH: (
+        "Блюда чека на {lines}, а на номер закрывается {amount}",
+        "The check's lines come to {lines}, but {amount} is charged to the room",
+    ),
+    E.ROOM_PAYMENT_MISSING: (
+        "В чеке нет одной оплаты на {amount} валютой «Закрытие на номер»",
+        "The check has no single payment of {amount} to charge to the room",
+    ),
+    E.ROOM_GUEST_CODE_UNKNOWN: (
+        "Гость с кодом {typed} сейчас не проживает в отеле",
+        "No guest with code {typed} is staying now",
+    ),
+    "no_guest_in_room": (
+        "В номере {room} никто не проживает",
+        "Nobody is staying in room {room}",
+    ),
+    "guest_not_found": (
+        "Этот гость не проживает в номере {room}",
+        "This guest is not staying in room {room}",
+    ),
+    "stay_closed": (
+        "Проживание гостя закрыто: на номер больше ничего не закрыть",
+        "The guest's stay is closed: nothing more can be charged to the room",
+    ),
+    "invoice_paid": (
+        "Счёт уже оплачен на ресепшене; возврат оформляется там",
+        "Already paid at the front desk; refund it there",
+    ),
+    "invoice_not_found": (
+        "Отмена: этот чек не закрывался на номер",
+        "Cancellation: this check was never charged to a room",
+    ),
+    "unknown_payment_code": (
+        "Валюта {payment_code} не сопоставлена типу оплаты в Kopilka (Настройки → Типы оплаты)",
+        "Currency {payment_code} is not mapped to a payment type in Kopilka "
+        "(Settings → Payment types)",
+    ),
+    "payment_type_disabled": (
+        "Тип оплаты валюты {payment_code} отключён в Kopilka",
+        "The payment type of currency {payment_code} is switched off in Kopilka",
+    ),
+    "not_room_charge": (
+        "Валюта {payment_code} в Kopilka не «Закрытие на номер» и не депозит",
+        "Currency {payment_code} is neither a room charge nor a deposit in Kopilka",
+    ),
+    "deposit_insufficient": (
+        "Депозита гостя хватает только на {deposit}; закройте на номер в кредит",
+        "The guest's deposit covers only {deposit}; charge the room on credit instead",
+    ),
+    "hotel_operation_conflict": (
+        "Этот чек уже закрыт на номер с другим составом",
+        "This check was charged to a room with other content",
+    ),
+    "invalid_hotel_input": ("Заказ не принят: {detail}", "Order refused: {detail}"),
 }
 
 _GENERIC = ("Операция отклонена: {detail}", "Refused: {detail}")
@@ -206,3 +273,32 @@ def mismatch_text(lang: str, what: str, pos_amount: str, ours: str) -> str:
     if lang == "ru":
         return f"{ru}: касса {pos_amount}, Kopilka по правилам программы {ours}"
     return f"{en}: POS {pos_amount}, Kopilka by the program's rules {ours}"
+
+
+def room_info_text(lang: str, hotel: str, room: str, departure: str) -> str:
+    """Where the guest stays, for the lookup's screen."""
+    if lang == "ru":
+        return f"{hotel}, номер {room}, выезд {departure}"
+    return f"{hotel}, room {room}, leaving {departure}"
+
+
+def room_guest_text(lang: str, name: str, code: str) -> str:
+    """One guest of the room and the code that charges them."""
+    return f"{name}: код {code}" if lang == "ru" else f"{name}: code {code}"
+
+
+def item_text(lang: str, code: str) -> str:
+    """A check line the POS sent without its name."""
+    return f"блюдо {code}" if lang == "ru" else f"item {code}"
+
+
+def room_charged_text(lang: str, room: str, name: str, amount: str) -> str:
+    if lang == "ru":
+        return f"Закрыто на номер {room} ({name}): {amount}"
+    return f"Charged to room {room} ({name}): {amount}"
+
+
+def room_cancelled_text(lang: str, name: str, amount: str) -> str:
+    if lang == "ru":
+        return f"Отменено закрытие на номер ({name}): {amount}"
+    return f"Room charge cancelled ({name}): {amount}"

@@ -81,6 +81,16 @@ OPERATIONS = {
 # --------------------------------------------------------------------------- money
 
 
+HOLDER_BYTES = 40  # FarCards' Holder is at most 40 bytes
+
+
+def cut_utf8(text: str, limit_bytes: int) -> str:
+    """``text`` in at most ``limit_bytes`` of UTF-8, never cutting a character in two."""
+    cut = text.encode("utf-8")[:limit_bytes].decode("utf-8", errors="ignore")
+    assert len(cut.encode("utf-8")) <= limit_bytes
+    return cut
+
+
 def to_minor(kopecks: int, exponent: int) -> int:
     """FarCards kopecks (hundredths) as the currency's minor units, exactly."""
     if exponent >= 2:
@@ -169,7 +179,7 @@ def card_info(conn: Connection, caller: Caller, query: CardQuery, *, now: dateti
         "Manager": "1" if card.debt_minor > 0 else "0",
         "Locked": "1" if blocked else "0",
         "WhyLock": (card.blocked_reason or m.text("card_blocked", lang))[:256] if blocked else "",
-        "Holder": (card.holder_name or "")[:40],
+        "Holder": cut_utf8(card.holder_name or "", HOLDER_BYTES),
         "PersonID": str(card.id),
         "Account": str(card.account_id),
         "Unpay": "0",

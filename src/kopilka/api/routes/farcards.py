@@ -3,8 +3,8 @@
 ``POST /farcards/{tenant}/{secret}/GetCardInfoEx`` and ``.../TransactionsEx`` (the
 function's name in any case). The secret is the FarCards terminal's own
 (``kopilka farcards configure``), checked with the terminal's address allow-list.
-``.../room/{function}`` is where room charge (SPEC P-7) will answer; until hotel folios
-exist it answers a clear refusal.
+``.../room/{function}`` is the second interface, room charge (SPEC P-7): the same two
+functions with a room number or a guest's code as the card (``kopilka.farcards.room``).
 
 Every answer is HTTP 200 with FarCards XML: r_keeper shows a failure's text to the
 cashier only when it comes as a FarCards reply, so a bad body, an unknown secret or a
@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from kopilka.api.deps import engine_of
 from kopilka.core.clock import utcnow
 from kopilka.core.db import read_only
-from kopilka.core.errors import Forbidden, InvalidInput, KopilkaError, NotFound, Refused
-from kopilka.farcards import service
+from kopilka.core.errors import Forbidden, InvalidInput, KopilkaError, NotFound
+from kopilka.farcards import room, service
 from kopilka.farcards.error_codes import E
 from kopilka.farcards.protocol import MAX_BODY_BYTES, parse_card_query, parse_transactions
 from kopilka.farcards.terminals import Caller, address_allowed, authenticate
@@ -81,10 +81,12 @@ def _handle(
         if isinstance(body, KopilkaError):
             raise body
         if request.scope.get("kopilka_farcards_room"):
-            raise Refused(
-                E.ROOM_CHARGE_UNAVAILABLE,
-                "room charge needs hotel folios (SPEC P-7), which Kopilka does not have yet",
-            )
+            # The hotel's, not loyalty's: answered whether the loyalty module is on or off.
+            if name == "GetCardInfoEx":
+                query = parse_card_query(body)
+                with read_only(engine) as conn:
+                    return room.card_info(conn, caller, query)
+            return room.post_transactions(engine, caller, body, source_ip=source_ip, now=now)
         if name == "GetCardInfoEx":
             query = parse_card_query(body)
             with read_only(engine) as conn:
@@ -138,6 +140,7 @@ async def farcards(request: Request, tenant: Slug, secret: Secret, function: Nam
 
 @router.post("/{tenant}/{secret}/room/{function}")
 async def room_charge(request: Request, tenant: Slug, secret: Secret, function: Name) -> Response:
-    """Room charge (SPEC P-7) over FarCards: refused until hotel folios exist."""
+    """Room charge (SPEC P-7) over FarCards: the guests of a room, and orders charged to
+    a guest's folio (``kopilka.farcards.room``)."""
     request.scope["kopilka_farcards_room"] = True
     return await _reply(request, tenant, secret, function)
