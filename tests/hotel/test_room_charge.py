@@ -198,3 +198,23 @@ def test_a_code_of_one_terminal_only(resort: Resort) -> None:
 
     resort.tx(setup)
     assert post(resort, "R-7", ("Пиво", 300_00), code="room").status == "unpaid"
+
+
+def test_the_same_order_again_with_the_room_typed_otherwise_is_a_replay(resort: Resort) -> None:
+    def setup(c: Any) -> None:
+        stays.create_stay(
+            c,
+            tenant_id=resort.t,
+            room_id=resort.room_12a,
+            arrival=resort.stay.arrival,
+            departure=resort.stay.departure,
+            guest_ids=[resort.partner.id],
+            check_in=True,
+            actor=resort.actor,
+        )
+
+    resort.tx(setup)
+    first = post(resort, "R-12", ("Чай", 150_00), room="12A", guest_id=resort.partner.id)
+    again = post(resort, "R-12", ("Чай", 150_00), room="12a", guest_id=resort.partner.id)
+    assert again.id == first.id and again.replayed
+    assert first.description == "Заказ R-12, номер 12A"

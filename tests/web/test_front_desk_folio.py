@@ -8,6 +8,7 @@ doing its work once."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from kopilka.core.db import read_only
 from kopilka.fiscal import receipts as fiscal
@@ -695,3 +696,59 @@ def test_the_new_stay_and_hotel_settings_speak_english(web: Web, resort: Resort)
     assert "Add a property" in settings and "Add a room" in settings and "Room number" in settings
     folio = text_of(owner.get(folio_url(resort)).text)
     assert "Charge services" in folio and "Pay with points" not in folio  # nothing owed
+
+
+def test_a_gift_certificate_pays_at_the_desk(web: Web, resort: Resort) -> None:
+    from kopilka.loyalty import certificates as gc
+    from kopilka.payments.types import PaymentKind, create_payment_type
+
+    def setup(c: Any) -> int:
+        gc.issue_certificate(c, tenant_id=resort.t, number="900555", actor=ACTOR)
+        gc.sell_certificate(
+            c,
+            tenant_id=resort.t,
+            number="900555",
+            nominal_minor=2_000_00,
+            operation_id="sale-900555",
+            actor=ACTOR,
+        )
+        return create_payment_type(
+            c,
+            tenant_id=resort.t,
+            name="Сертификат",
+            kind=PaymentKind.GIFT_CERTIFICATE,
+            actor=ACTOR,
+        ).id
+
+    type_id = resort.tx(setup)
+    night = charge(resort, ("Проживание", 3_500_00))
+    desk = web.sign_in("front_desk")
+    page = desk.get(folio_url(resort), params={"invoice": str(night.id)}).text
+    unknown = submit(
+        desk,
+        page,
+        "pay-form",
+        pay__payment_type_id=str(type_id),
+        pay__amount="1000",
+        pay__certificate="123",
+    )
+    assert unknown.status_code == 422
+    assert field_error(unknown.text, "pay-certificate") == (
+        "Подарочного сертификата с таким номером нет."
+    )
+    too_much = submit(
+        desk, page, "pay-form", pay__payment_type_id=str(type_id), pay__certificate="900555"
+    )
+    assert field_error(too_much.text, "pay-certificate") == "На подарочном сертификате меньше."
+    paid = submit(
+        desk,
+        page,
+        "pay-form",
+        pay__payment_type_id=str(type_id),
+        pay__amount="2000",
+        pay__certificate="900555",
+    )
+    assert paid.status_code == 303, paid.text
+    folio = resort.folio()
+    assert folio.owed_minor == 1_500_00 and folio.payments[0].card_number == "900555"
+    resort.assert_clean()

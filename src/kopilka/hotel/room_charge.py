@@ -88,8 +88,9 @@ def post_room_charge(
                 room=room.strip(),
             )
         folio_id, stay_room = chosen.folio_id, chosen.room.number
-    else:
+    else:  # asked again: judged against the order as it was posted
         folio_id, stay_room = known.folio_id, room.strip()
+        description = description or known.description
     invoice = charge(
         conn,
         tenant_id=tenant_id,

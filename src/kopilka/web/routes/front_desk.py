@@ -189,6 +189,16 @@ def _messages() -> dict[str, str]:
         E.POS_ORDER_TERMINAL_ONLY: _(
             "A restaurant order is cancelled only at its terminal; once paid, refund it."
         ),
+        LoyaltyErrorCode.CERTIFICATE_NOT_FOUND: _("There is no gift certificate with this number."),
+        LoyaltyErrorCode.INVALID_CERTIFICATE_NUMBER: _(
+            "There is no gift certificate with this number."
+        ),
+        LoyaltyErrorCode.CERTIFICATE_NOT_SOLD: _("This gift certificate has not been sold."),
+        LoyaltyErrorCode.CERTIFICATE_BLOCKED: _("This gift certificate is blocked."),
+        LoyaltyErrorCode.CERTIFICATE_EXPIRED: _("This gift certificate has expired."),
+        LoyaltyErrorCode.INSUFFICIENT_CERTIFICATE_BALANCE: _(
+            "The gift certificate holds less than that."
+        ),
         LoyaltyErrorCode.CARD_NOT_FOUND: _("There is no card with this number."),
         LoyaltyErrorCode.INVALID_CARD_NUMBER: _("There is no card with this number."),
         LoyaltyErrorCode.CARD_BLOCKED: _("The card is blocked."),
@@ -215,12 +225,12 @@ def _messages() -> dict[str, str]:
         FiscalErrorCode.RECEIPT_NOT_RETRYABLE: _("The receipt is registered already."),
         FiscalErrorCode.RECEIPT_NOT_FOUND: _("There is no such receipt."),
         FiscalErrorCode.RECEIPT_SUM_MISMATCH: _(
-            "The register takes no receipt made of this invoice's lines; take the payment "
-            "without a receipt, or for the folio rather than the invoice."
+            "The register would not take this receipt; take the payment without a receipt "
+            "and retry the receipt later."
         ),
         FiscalErrorCode.INVALID_RECEIPT: _(
-            "The register takes no receipt made of this invoice's lines; take the payment "
-            "without a receipt, or for the folio rather than the invoice."
+            "The register would not take this receipt; take the payment without a receipt "
+            "and retry the receipt later."
         ),
         "idempotency_conflict": _("This form was sent already; reload the page."),
     }

@@ -130,6 +130,13 @@ _RECEIPT_FIELDS: dict[str, str] = {
 }
 PAY_FIELDS: dict[str, str] = {
     E.OVERPAYMENT: "amount",
+    E.INVALID_HOTEL_INPUT: "certificate",
+    L.CERTIFICATE_NOT_FOUND: "certificate",
+    L.INVALID_CERTIFICATE_NUMBER: "certificate",
+    L.CERTIFICATE_NOT_SOLD: "certificate",
+    L.CERTIFICATE_BLOCKED: "certificate",
+    L.CERTIFICATE_EXPIRED: "certificate",
+    L.INSUFFICIENT_CERTIFICATE_BALANCE: "certificate",
     E.PAYMENT_TYPE_NOT_USABLE: "payment_type_id",
     E.INVOICE_VOID: "invoice_id",
     E.INVOICE_NOT_FOUND: "invoice_id",
@@ -173,6 +180,7 @@ class PayForm(ReceiptFields):
     amount = StringField(lazy("Amount"), validators=[DataRequired()])
     invoice_id = SelectField(lazy("Invoice"), validate_choice=False, default="")
     payer = StringField(lazy("Payer"), validators=[Length(max=200)])
+    certificate = StringField(lazy("Gift certificate number"), validators=[Length(max=64)])
     operation_id = HiddenField()
 
 
@@ -775,6 +783,7 @@ def folio_pay(page: DeskPage, folio_id: int, posted: Posted) -> Response:
                 actor=page.actor,
                 invoice_id=invoice_id,
                 payer=str(form.payer.data or ""),
+                certificate=str(form.certificate.data or "").strip() or None,
             )
             receipt = hotel_receipts.for_payment(conn, t, payment, ask, page.actor)
             _flash_paid(page, conn, payment.replayed, payment.amount_minor, screen)
