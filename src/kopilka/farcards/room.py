@@ -41,7 +41,7 @@ from xml.etree import ElementTree as ET
 from sqlalchemy import Connection, Engine, select
 
 from kopilka.core.actor import Actor
-from kopilka.core.errors import Conflict, InvalidInput, NotFound, Refused
+from kopilka.core.errors import InvalidInput, NotFound, Refused
 from kopilka.core.money import currency_exponent
 from kopilka.farcards import messages as m
 from kopilka.farcards import service
@@ -454,17 +454,9 @@ def post_transactions(
 
     def work(conn: Connection) -> bytes:
         tenant_id, terminal_id = caller.link.tenant_id, caller.link.terminal_id
-        known = conn.execute(
-            select(farcards_calls.c.request_hash, farcards_calls.c.response).where(
-                farcards_calls.c.tenant_id == tenant_id,
-                farcards_calls.c.terminal_id == terminal_id,
-                farcards_calls.c.call_key == p.call_key,
-            )
-        ).first()
+        known = service.known_reply(conn, caller, p.call_key, p.request_hash, "content")
         if known is not None:
-            if known.request_hash != p.request_hash:
-                raise Conflict(E.CALL_CONFLICT, "this check was posted with other content")
-            return str(known.response).encode()
+            return known
         exponent = currency_exponent(get_tenant(conn, tenant_id).currency)
         if order is not None:
             line = _charge(conn, caller, p, order, actor, lang, exponent, now)

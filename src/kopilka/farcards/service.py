@@ -84,6 +84,25 @@ OPERATIONS = {
 HOLDER_BYTES = 40  # FarCards' Holder is at most 40 bytes
 
 
+def known_reply(
+    conn: Connection, caller: Caller, call_key: str, request_hash: str, what: str
+) -> bytes | None:
+    """The reply a call of this check was answered with before (a repeat gets it again,
+    byte for byte), or None; the same check with other ``what`` is a conflict."""
+    known = conn.execute(
+        select(farcards_calls.c.request_hash, farcards_calls.c.response).where(
+            farcards_calls.c.tenant_id == caller.link.tenant_id,
+            farcards_calls.c.terminal_id == caller.link.terminal_id,
+            farcards_calls.c.call_key == call_key,
+        )
+    ).first()
+    if known is None:
+        return None
+    if known.request_hash != request_hash:
+        raise Conflict(E.CALL_CONFLICT, f"this check was posted with other {what}")
+    return str(known.response).encode()
+
+
 def cut_utf8(text: str, limit_bytes: int) -> str:
     """``text`` in at most ``limit_bytes`` of UTF-8, never cutting a character in two."""
     cut = text.encode("utf-8")[:limit_bytes].decode("utf-8", errors="ignore")
@@ -359,17 +378,9 @@ def post_transactions(
 
     def work(conn: Connection) -> bytes:
         tenant_id, terminal_id = caller.link.tenant_id, caller.link.terminal_id
-        known = conn.execute(
-            select(farcards_calls.c.request_hash, farcards_calls.c.response).where(
-                farcards_calls.c.tenant_id == tenant_id,
-                farcards_calls.c.terminal_id == terminal_id,
-                farcards_calls.c.call_key == p.call_key,
-            )
-        ).first()
+        known = known_reply(conn, caller, p.call_key, p.request_hash, "amounts")
         if known is not None:
-            if known.request_hash != p.request_hash:
-                raise Conflict(E.CALL_CONFLICT, "this check was posted with other amounts")
-            return str(known.response).encode()
+            return known
         if p.chmode == SALE:
             applied = _sale(conn, caller, p, actor, lang, now)
         elif p.chmode == RETURN_ROLLBACK:

@@ -27,8 +27,6 @@ Operations on a folio lock its row, so concurrent payments never pay an invoice 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +36,7 @@ from sqlalchemy import Connection, select, update
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, KopilkaError, NotFound, Refused
+from kopilka.core.idempotency import request_hash
 from kopilka.core.money import MAX_ABS_MINOR, currency_exponent, format_amount
 from kopilka.hotel.error_codes import HotelErrorCode as E
 from kopilka.hotel.schema import (
@@ -192,11 +191,6 @@ class FolioView:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def request_hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def operation_id_of(value: object, what: str = "an operation id") -> str:

@@ -10,8 +10,6 @@ A lapsed hold stops holding the moment its ``expires_at`` passes, even before th
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +19,7 @@ from sqlalchemy import Connection, select
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, NotFound, Refused
+from kopilka.core.idempotency import request_hash as _hash
 from kopilka.core.money import format_amount
 from kopilka.core.settings import get_settings
 from kopilka.ledger.error_codes import LedgerErrorCode as E
@@ -61,11 +60,6 @@ class HoldView:
 
     def fmt(self, amount_minor: int) -> str:
         return format_amount(amount_minor, self.exponent)
-
-
-def _hash(body: dict[str, Any]) -> str:
-    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def place_hold(

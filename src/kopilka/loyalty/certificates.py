@@ -24,8 +24,6 @@ payments of one certificate queue on it and can never overspend (SPEC L-4).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +35,7 @@ from kopilka.core.actor import Actor
 from kopilka.core.bulk import insert_rows, new_ids
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, KopilkaError, NotFound, Refused
+from kopilka.core.idempotency import request_hash as _hash
 from kopilka.core.money import MAX_ABS_MINOR, currency_exponent, format_amount
 from kopilka.ledger.accounts import Policy, create_account, create_wallets, system_account
 from kopilka.ledger.error_codes import LedgerErrorCode
@@ -450,11 +449,6 @@ def issue_certificate_range(
 
 
 # --------------------------------------------------------------------------- selling
-
-
-def _hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _operation_id(value: str, what: str = "an operation id") -> str:

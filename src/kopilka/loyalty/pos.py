@@ -19,8 +19,6 @@ recorded as its debt.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +29,7 @@ from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.db import one_of
 from kopilka.core.errors import Conflict, InvalidInput, KopilkaError, NotFound, Refused
+from kopilka.core.idempotency import request_hash as _hash
 from kopilka.core.money import MAX_ABS_MINOR
 from kopilka.ledger.accounts import system_account_id
 from kopilka.ledger.posting import (
@@ -273,11 +272,6 @@ def _payments_of(row: Any) -> tuple[CheckPayment, ...]:
         )
         for p in row.payments or ()
     )
-
-
-def _hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def commit_check(

@@ -33,8 +33,6 @@ once meets the unique key and is retried into a replay (``run_transaction``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +49,7 @@ from kopilka.core.errors import (
     NotFound,
     Refused,
 )
+from kopilka.core.idempotency import request_hash as _hash
 from kopilka.core.money import MAX_ABS_MINOR, format_amount
 from kopilka.ledger.accounts import system_account_id
 from kopilka.ledger.error_codes import LedgerErrorCode
@@ -205,11 +204,6 @@ def get_redemption(conn: Connection, tenant_id: int, *, channel: str, ref: str |
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _text(value: object, what: str, longest: int, *, empty: bool = False) -> str:
