@@ -127,6 +127,10 @@ NOT_LOYALTY_TABLES = frozenset(
         "hotel_invoices",
         "hotel_payments",
         "hotel_refunds",
+        # Subscriber accounts are in the tenant's currency, never in a point unit.
+        "subscribers",
+        "sub_charges",
+        "sub_topups",
     }
 )
 
