@@ -99,7 +99,7 @@ class Isp:
             kw.pop("account_no", f"A{next(_numbers):05d}"),
             kw.pop("full_name", "Иван Абонентов"),
             tariff.id,
-            base_limit_minor=rub(threshold),
+            base_limit_minor=-rub(threshold),  # a threshold of -50 is a limit of 50
             **kw,
         )
         return self.tx(
