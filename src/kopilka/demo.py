@@ -732,6 +732,108 @@ def _hotel(ctx: _Ctx) -> None:
     )
 
 
+DEMO_CABINET_PASSWORD = "demo-subscriber-1"  # noqa: S105 - the demo's published password
+DEMO_SUBSCRIBERS = ("100001", "100002", "100003")
+
+
+def _isp(ctx: _Ctx) -> None:
+    """An internet provider's subscribers (seed 003): three tariffs, the seed's promised
+    payment services, and three subscribers with a month of history: one paying its way
+    (100001), one blocked for debt who may take a promised payment in the cabinet
+    (100002), one not activated yet (100003). Cabinet password: DEMO_CABINET_PASSWORD."""
+    from kopilka.subscribers import billing
+    from kopilka.subscribers.common import open_system_accounts
+    from kopilka.subscribers.registry import SubscriberIn, create_subscriber
+    from kopilka.subscribers.tariffs import ServiceIn, TariffIn, create_service, create_tariff
+
+    conn, t, actor = ctx.conn, ctx.tenant_id, ctx.actor
+    start = ctx.now - timedelta(days=30)
+    open_system_accounts(conn, t, actor, opened_at=start - timedelta(days=1))
+    home = create_tariff(
+        conn,
+        tenant_id=t,
+        data=TariffIn("Домашний", 2000, "daily", grace_days=3, pp_once_a_month=True),
+        actor=actor,
+    )
+    optimal = create_tariff(
+        conn,
+        tenant_id=t,
+        data=TariffIn("Оптимальный", 60000, "monthly", pp_requires_topup=True),
+        actor=actor,
+    )
+    create_tariff(conn, tenant_id=t, data=TariffIn("Подключение", 150000, "one_time"), actor=actor)
+    create_service(
+        conn,
+        tenant_id=t,
+        data=ServiceIn(
+            "Доверительный платёж 600 на 5 дней",
+            60000,
+            5,
+            "monthly",
+            connection_price_minor=20000,
+            commission_bp=100,
+            self_service=True,
+        ),
+        actor=actor,
+    )
+    create_service(
+        conn,
+        tenant_id=t,
+        data=ServiceIn("Обещанный платёж (сколько нужно)", 0, 3, "daily", self_service=True),
+        actor=actor,
+    )
+    people = (
+        ("100001", "Ирина Соколова", "+7 916 200-10-01", home.id),
+        ("100002", "Пётр Волков", "+7 916 200-10-02", optimal.id),
+        ("100003", "Мария Орлова", "+7 916 200-10-03", home.id),
+    )
+    ids = []
+    for number, name, phone, tariff_id in people:
+        ids.append(
+            create_subscriber(
+                conn,
+                tenant_id=t,
+                data=SubscriberIn(
+                    number, name, tariff_id, phone=phone, password=DEMO_CABINET_PASSWORD
+                ),
+                actor=actor,
+                now=start,
+            ).id
+        )
+    irina, petr, _maria = ids
+    billing.top_up(
+        conn,
+        tenant_id=t,
+        subscriber_id=irina,
+        amount_minor=50000,
+        operation_id="demo-topup-1",
+        method="card",
+        actor=actor,
+        now=start + timedelta(hours=1),
+    )
+    for sid in (irina, petr):
+        billing.activate(
+            conn,
+            tenant_id=t,
+            subscriber_id=sid,
+            actor=actor,
+            by_session=True,
+            now=start + timedelta(hours=2),
+        )
+    billing.top_up(
+        conn,
+        tenant_id=t,
+        subscriber_id=irina,
+        amount_minor=30000,
+        operation_id="demo-topup-2",
+        method="cash",
+        actor=actor,
+        now=start + timedelta(days=20),
+    )
+    for sid in (irina, petr):
+        billing.settle(conn, t, sid, actor=actor, now=ctx.now)
+
+
 _STEPS = (
     ("staff users and a terminal", _staff),
     ("units and accounts", _accounts),
@@ -742,4 +844,5 @@ _STEPS = (
     ("a bonus program, cards and gift certificates", _loyalty),
     ("payment types and the terminal's codes", _payments),
     ("a hotel with guests staying", _hotel),
+    ("an internet provider's subscribers", _isp),
 )

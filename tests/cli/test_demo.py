@@ -131,3 +131,26 @@ def test_the_demo_hotel_has_its_payment_types_and_the_bars_codes(cli: Cli) -> No
     assert bonuses.kind == PaymentKind.POINTS and bonuses.max_share_bp == 3000
     assert bonuses.unit is not None and bonuses.unit.code == "BONUS"
     assert room.kind == PaymentKind.ROOM_CHARGE and codes == ["1", "2", "12", "13"]
+
+
+def test_demo_has_an_internet_providers_subscribers(cli: Cli) -> None:
+    from kopilka.demo import DEMO_CABINET_PASSWORD
+    from kopilka.ledger.verify import verify
+    from kopilka.subscribers.registry import authenticate as sign_in
+    from kopilka.subscribers.registry import find_by_account_no
+
+    result = cli("demo")
+    assert result.exit_code == 0, result.output
+    assert "/cabinet/demo/" in result.output
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        paying = find_by_account_no(conn, tenant.id, "100001")
+        assert paying.status == "active" and paying.balance_minor > 0
+        blocked = sign_in(
+            conn, tenant_id=tenant.id, account_no="100002", password=DEMO_CABINET_PASSWORD
+        )
+        assert blocked.status == "blocked"
+        assert find_by_account_no(conn, tenant.id, "100003").status == "new"
+        assert verify(conn, tenant_id=tenant.id) == []
+    engine.dispose()

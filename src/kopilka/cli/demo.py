@@ -8,7 +8,7 @@ from rich.table import Table
 
 from kopilka.cli.common import cli_actor, console, open_engine, progress_bar, warn
 from kopilka.core.migrate import is_current, upgrade
-from kopilka.demo import DemoInfo, load_demo
+from kopilka.demo import DEMO_CABINET_PASSWORD, DEMO_SUBSCRIBERS, DemoInfo, load_demo
 
 
 def demo(ctx: typer.Context) -> None:
@@ -51,6 +51,11 @@ def _print(info: DemoInfo) -> None:
     console.print(
         f"Open {info.url} and sign in to tenant [bold]{info.tenant.slug}[/] as "
         f"[bold]{owner.login}[/] / [bold]{owner.password}[/]"
+    )
+    console.print(
+        f"Subscriber cabinet: {info.url}/cabinet/{info.tenant.slug}/ as "
+        f"[bold]{DEMO_SUBSCRIBERS[1]}[/] / [bold]{DEMO_CABINET_PASSWORD}[/] "
+        "(blocked for debt: try a promised payment)"
     )
     if info.terminal_key:
         console.print(

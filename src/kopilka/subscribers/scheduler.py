@@ -1,0 +1,79 @@
+"""The charging routine runs by itself inside ``kopilka serve`` (SPEC S-1).
+
+``ChargingScheduler`` is a daemon thread started with the server's other clocks: every
+``every_seconds`` (60) it runs ``run_charging`` for each tenant that has subscribers, so
+a day's charges are made within a minute of the tenant's midnight, promised payments end
+on time, and a server that was down catches up when it starts. Several server processes
+may each run one: a subscriber is settled under its row lock and each period's charge has
+one idempotency key, so nothing is charged twice. ``kopilka subscribers charge`` does the
+same once, from cron or by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine, select
+
+from kopilka.core.actor import Actor
+from kopilka.core.db import read_only
+from kopilka.subscribers.billing import ChargingResult, run_charging
+from kopilka.subscribers.schema import subscribers
+
+log = logging.getLogger(__name__)
+EVERY_SECONDS = 60.0
+
+
+def tenants_with_subscribers(engine: Engine) -> list[int]:
+    with read_only(engine) as conn:
+        return [int(x) for x in conn.execute(select(subscribers.c.tenant_id).distinct()).scalars()]
+
+
+def charge_all(engine: Engine) -> dict[int, ChargingResult]:
+    actor = Actor.job("subscribers.charge")
+    return {
+        tenant_id: run_charging(engine, tenant_id=tenant_id, actor=actor)
+        for tenant_id in tenants_with_subscribers(engine)
+    }
+
+
+class ChargingScheduler:
+    """A daemon thread that runs the charging routine every ``every_seconds``."""
+
+    def __init__(self, engine: Engine, every_seconds: float = EVERY_SECONDS) -> None:
+        assert every_seconds > 0
+        self.engine = engine
+        self.every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kopilka-charging", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def tick(self) -> None:
+        for tenant_id, result in charge_all(self.engine).items():
+            if result.periods_charged or result.blocked or result.promised_ended or result.errors:
+                log.info(
+                    "subscribers charged",
+                    extra={
+                        "tenant_id": tenant_id,
+                        "periods": result.periods_charged,
+                        "blocked": result.blocked,
+                        "promised_ended": result.promised_ended,
+                        "errors": len(result.errors),
+                    },
+                )
+            for error in result.errors:
+                log.warning("charging: %s", error, extra={"tenant_id": tenant_id})
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("the charging clock failed; it tries again")
