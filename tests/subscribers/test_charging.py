@@ -15,7 +15,7 @@ from kopilka.events.schema import events
 from kopilka.ledger.schema import transfers
 from kopilka.subscribers import billing
 from kopilka.subscribers.schema import sub_charges, sub_promised_payments
-from tests.subscribers.conftest import Isp, at, rub
+from tests.subscribers.conftest import MSK, Isp, at, rub
 
 
 def periods(isp: Isp, sub_id: int) -> list[tuple[date, date | None]]:
@@ -96,7 +96,7 @@ def test_blocked_is_not_charged_and_a_top_up_restarts_the_service(isp: Isp) -> N
     assert isp.get(sub).status == "blocked"
     statuses = isp.read(
         lambda c: [
-            (e.payload["from"], e.payload["to"], e.payload["reason"])
+            (e.payload["status_was"], e.payload["status"], e.payload["reason"])
             for e in c.execute(
                 select(events)
                 .where(events.c.tenant_id == isp.t, events.c.type == "subscriber.status_changed")
@@ -218,4 +218,34 @@ def test_concurrent_top_ups_charges_and_promised_payments_on_one_subscriber(isp:
     now = isp.get(sub)
     assert now.balance_minor == 8 * rub(1) - rub(10)  # 1 June charged once
     assert now.status == "active" and now.threshold_minor == -rub(600)
+    isp.assert_clean()
+
+
+def test_the_servers_clock_charges_up_to_now(isp: Isp) -> None:
+    """``kopilka serve``'s clock: a tick charges every day due up to the real now."""
+    from kopilka.core.clock import utcnow
+    from kopilka.subscribers.scheduler import ChargingScheduler
+
+    tariff = isp.tariff(price=1, method="daily")
+    sub = isp.subscriber(tariff)
+    started = utcnow() - timedelta(days=10)
+    isp.top_up(sub, 100, started)
+    isp.activate(sub, started + timedelta(seconds=1))
+    assert len(periods(isp, sub.id)) == 1
+    first = started.astimezone(MSK).date()
+    clock = ChargingScheduler(isp.engine, every_seconds=0.05, tenant_ids={isp.t})
+    clock.start()
+    try:
+        deadline = utcnow() + timedelta(seconds=30)
+        while (
+            utcnow() < deadline and isp.get(sub).next_charge_on <= utcnow().astimezone(MSK).date()
+        ):
+            threading.Event().wait(0.05)
+    finally:
+        clock.stop()
+    today = utcnow().astimezone(MSK).date()
+    assert [p[0] for p in periods(isp, sub.id)] == [
+        first + timedelta(days=n) for n in range((today - first).days + 1)
+    ]
+    assert isp.get(sub).next_charge_on == today + timedelta(days=1)
     isp.assert_clean()

@@ -26,6 +26,7 @@ from kopilka.api.routes import (
     accounts,
     auth,
     certificates,
+    events,
     farcards,
     fiscal,
     holds,
@@ -39,14 +40,17 @@ from kopilka.api.routes import (
     pos,
     processing,
     room_charge,
+    subscribers,
     transfers,
     units,
 )
 from kopilka.core.db import make_engine
 from kopilka.core.logging import configure_logging
 from kopilka.core.settings import get_settings
+from kopilka.events.delivery import WebhookScheduler
 from kopilka.fiscal.jobs import ReceiptScheduler
 from kopilka.loyalty.scheduler import NightlyScheduler
+from kopilka.subscribers.scheduler import ChargingScheduler
 from kopilka.web.app import install_web
 
 
@@ -58,13 +62,17 @@ def create_app(database_url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The nightly routine's clock runs in `kopilka serve` only (it turns the setting on),
-        # and with it the clock that sends fiscal receipts.
-        scheduler = receipts_clock = None
+        # and with it the clocks that send fiscal receipts and webhooks and charge subscribers.
+        scheduler = receipts_clock = webhooks_clock = charging_clock = None
         if settings.nightly_scheduler:
             scheduler = NightlyScheduler(engine, settings.nightly_hour)
             scheduler.start()
             receipts_clock = ReceiptScheduler(engine)
             receipts_clock.start()
+            webhooks_clock = WebhookScheduler(engine)
+            webhooks_clock.start()
+            charging_clock = ChargingScheduler(engine)
+            charging_clock.start()
         try:
             yield
         finally:
@@ -72,6 +80,10 @@ def create_app(database_url: str | None = None) -> FastAPI:
                 scheduler.stop()
             if receipts_clock is not None:
                 receipts_clock.stop()
+            if webhooks_clock is not None:
+                webhooks_clock.stop()
+            if charging_clock is not None:
+                charging_clock.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -106,6 +118,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(fiscal.router)
     app.include_router(processing.centre_router)
     app.include_router(hotel.router)
+    app.include_router(subscribers.router)
+    app.include_router(events.router)
     install_web(app)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

@@ -126,6 +126,9 @@ def from_error(error: KopilkaError, instance: str) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="kopilka"'}
     if "retry_after_seconds" in error.params:
         headers = {"Retry-After": str(error.params["retry_after_seconds"])}
+    # A parameter named like a standard member (a subscriber's ``status``) never replaces
+    # it, nor collides with this call's own arguments.
+    params = {k: v for k, v in error.params.items() if k not in _RESERVED and k != "headers"}
     return problem_response(
         code=error.code,
         title=error.title,
@@ -133,7 +136,7 @@ def from_error(error: KopilkaError, instance: str) -> JSONResponse:
         detail=error.detail,
         instance=instance,
         headers=headers,
-        **error.params,
+        **params,
     )
 
 

@@ -18,9 +18,11 @@ from kopilka.cli import (
     receipts,
     reports,
     serve,
+    subscribers,
     tenant,
     terminal,
     user,
+    webhooks,
 )
 from kopilka.cli.common import CliState, KopilkaGroup
 
@@ -64,3 +66,5 @@ app.add_typer(certificates.app, name="certificates")
 app.add_typer(reports.app, name="report")
 app.add_typer(farcards.app, name="farcards")
 app.add_typer(receipts.app, name="receipts")
+app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(webhooks.app, name="webhooks")

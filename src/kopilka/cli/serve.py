@@ -36,7 +36,7 @@ def serve(
         bool,
         typer.Option(
             help="Run the nightly routine by itself at KOPILKA_NIGHTLY_HOUR (02:00) of each "
-            "tenant's time zone."
+            "tenant's time zone, and send fiscal receipts and webhooks as they fall due."
         ),
     ] = True,
 ) -> None:

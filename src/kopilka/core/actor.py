@@ -11,6 +11,7 @@ class ActorType(StrEnum):
     TERMINAL = "terminal"
     JOB = "job"
     CLI = "cli"
+    SUBSCRIBER = "subscriber"  # a subscriber in the self-service cabinet
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from kopilka.subscribers.common import (
     DAILY,
     MONTHLY,
     ONE_TIME,
+    OWN_OPERATION_PREFIX,
     PAYMENTS,
     REVENUE,
     Calendar,
@@ -401,16 +402,27 @@ def top_up(
         raise InvalidInput(E.INVALID_SUBSCRIBER_INPUT, "a top-up is more than zero", field="amount")
     method = (method or "").strip()[:32]
     digest = request_hash({"subscriber": subscriber_id, "amount": amount_minor, "method": method})
-    known = conn.execute(
-        select(sub_topups).where(
-            sub_topups.c.tenant_id == tenant_id, sub_topups.c.operation_id == operation_id
-        )
-    ).first()
-    if known is not None:
-        if known.request_hash != digest:
+
+    def known() -> TopUpView | None:
+        row = conn.execute(
+            select(sub_topups).where(
+                sub_topups.c.tenant_id == tenant_id, sub_topups.c.operation_id == operation_id
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
             raise operation_conflict(operation_id)
-        return _topup_view(known, replayed=True)
+        return _topup_view(row, replayed=True)
+
+    first = known()
+    if first is not None:
+        return first
     row = lock_subscriber(conn, tenant_id, subscriber_id)
+    # A retry that raced its first attempt waited for the lock: the first is done now.
+    first = known()
+    if first is not None:
+        return first
     cal = calendar_of(conn, tenant_id)
     spec = simple_transfer(
         f"sub-topup:{operation_id}",
@@ -522,7 +534,8 @@ def activate(
         payload={
             "subscriber_id": row.id,
             "account_no": row.account_no,
-            "by": "session" if by_session else "hand",
+            "activated_at": moment.isoformat(),
+            "how": "first_session" if by_session else "by_hand",
         },
         now=moment,
     )
@@ -552,7 +565,7 @@ def activate(
             moment,
             source="first_session",
             service=given,
-            operation_id=f"activation:{row.id}",
+            operation_id=f"{OWN_OPERATION_PREFIX}activation:{row.id}",
         )
     elif tariff.grace_days > 0:
         open_promised(
@@ -564,7 +577,7 @@ def activate(
             moment,
             source="grace",
             service=None,
-            operation_id=f"activation:{row.id}",
+            operation_id=f"{OWN_OPERATION_PREFIX}activation:{row.id}",
         )
     record_audit(
         conn,

@@ -78,10 +78,22 @@ def commission_of(amount_minor: int, commission_bp: int) -> int:
     return (amount_minor * commission_bp + 5_000) // 10_000
 
 
+# The operation ids Kopilka gives what it does by itself (the promised payment opened on
+# activation) start with this; a client's may not, so theirs never take ours.
+OWN_OPERATION_PREFIX = "#"
+
+
 def operation_id_of(value: object) -> str:
+    """A client's operation id (an Idempotency-Key): 1 to 100 characters, not starting
+    with ``#`` (Kopilka's own)."""
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_OPERATION_ID:
         raise InvalidInput(
             E.INVALID_SUBSCRIBER_INPUT, f"an operation id of 1 to {MAX_OPERATION_ID} characters"
+        )
+    if value.strip().startswith(OWN_OPERATION_PREFIX):
+        raise InvalidInput(
+            E.INVALID_SUBSCRIBER_INPUT,
+            f"operation ids starting with {OWN_OPERATION_PREFIX!r} are the server's own",
         )
     return value.strip()
 

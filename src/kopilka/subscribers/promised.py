@@ -35,6 +35,7 @@ from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Refused
 from kopilka.core.idempotency import request_hash
+from kopilka.core.money import format_amount
 from kopilka.events.outbox import emit
 from kopilka.subscribers.billing import (
     account_state,
@@ -235,12 +236,13 @@ def end_promised(
         subject_type="subscriber",
         subject_id=row.id,
         payload={
-            "promised_payment_id": promised.id,
             "subscriber_id": row.id,
             "account_no": row.account_no,
+            "promised_payment_id": promised.id,
             "how": status,
-            "amount": int(promised.amount_minor),
-            "commission": commission,
+            "amount": format_amount(int(promised.amount_minor), cal.exponent),
+            "commission": format_amount(commission, cal.exponent),
+            "unit": cal.currency,
         },
         now=now,
     )
@@ -360,15 +362,15 @@ def _amount(
         raise _refuse(
             E.PP_AMOUNT_BELOW_PRICE,
             "the promised payment's amount is below the tariff's price",
-            amount=service.amount_minor,
-            price=price,
+            amount=format_amount(service.amount_minor, cal.exponent),
+            price=format_amount(price, cal.exponent),
         )
     if row.status == BLOCKED and service.amount_minor < need:
         raise _refuse(
             E.PP_NOT_ENOUGH,
             "the promised payment would not be enough to bring the service back",
-            amount=service.amount_minor,
-            needed=need,
+            amount=format_amount(service.amount_minor, cal.exponent),
+            needed=format_amount(need, cal.exponent),
         )
     return service.amount_minor, False
 
@@ -490,7 +492,6 @@ def open_promised(
             E.PP_CONNECTION_UNAFFORDABLE,
             "the connection price does not fit even under the raised threshold",
         )
-    resume_if_affordable(conn, row.tenant_id, row.id, "promised_payment", actor, now)
     emit(
         conn,
         tenant_id=row.tenant_id,
@@ -498,16 +499,19 @@ def open_promised(
         subject_type="subscriber",
         subject_id=row.id,
         payload={
-            "promised_payment_id": promised_id,
             "subscriber_id": row.id,
             "account_no": row.account_no,
+            "promised_payment_id": promised_id,
             "source": source,
-            "amount": value,
+            "amount": format_amount(value, cal.exponent),
+            "connection_price": format_amount(connection, cal.exponent),
+            "unit": cal.currency,
             "days": days,
             "ends_at": ends_at_of(cal, now, days).isoformat(),
         },
         now=now,
     )
+    resume_if_affordable(conn, row.tenant_id, row.id, "promised_payment", actor, now)
     return int(promised_id)
 
 
@@ -538,16 +542,28 @@ def take(
             "ignore": ignore_rules,
         }
     )
-    known = conn.execute(
-        select(sub_promised_payments).where(
-            sub_promised_payments.c.tenant_id == tenant_id,
-            sub_promised_payments.c.operation_id == operation_id,
-        )
-    ).first()
-    if known is not None:
-        if known.request_hash != digest:
+
+    def known() -> PromisedView | None:
+        row = conn.execute(
+            select(sub_promised_payments).where(
+                sub_promised_payments.c.tenant_id == tenant_id,
+                sub_promised_payments.c.operation_id == operation_id,
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
             raise operation_conflict(operation_id)
-        return _view(conn, known, replayed=True)
+        return _view(conn, row, replayed=True)
+
+    first = known()
+    if first is not None:
+        return first
+    row = lock_subscriber(conn, tenant_id, subscriber_id)
+    # A retry that raced its first attempt waited for the lock: the first is done now.
+    first = known()
+    if first is not None:
+        return first
     settle(conn, tenant_id, subscriber_id, actor=actor, now=moment)
     row = lock_subscriber(conn, tenant_id, subscriber_id)
     service = get_service(conn, tenant_id, service_id)

@@ -23,12 +23,12 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, or_, select, update
 
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from kopilka.core.money import MAX_ABS_MINOR
+from kopilka.core.money import MAX_ABS_MINOR, format_amount
 from kopilka.events.outbox import emit
 from kopilka.ledger.accounts import Policy, create_account
 from kopilka.ledger.schema import accounts
@@ -215,15 +215,14 @@ def list_subscribers(
     if status:
         query = query.where(subscribers.c.status == status)
     if search and search.strip():
-        text = search.strip()
-        like = f"%{text.lower()}%"
+        text = " ".join(search.split())
         digits = re.sub(r"\D", "", text)
         conditions = [
             subscribers.c.account_no == text.upper(),
-            func.lower(subscribers.c.full_name).like(like),
+            subscribers.c.name_key.contains(text.casefold(), autoescape=True),
         ]
         if len(digits) >= 4:
-            conditions.append(subscribers.c.phone.like(f"%{digits}%"))
+            conditions.append(subscribers.c.phone.contains(digits, autoescape=True))
         query = query.where(or_(*conditions))
     if after_id is not None:
         query = query.where(subscribers.c.id > after_id)
@@ -281,6 +280,7 @@ def create_subscriber(
             "tenant_id": tenant_id,
             "account_no": account_no,
             "full_name": full_name,
+            "name_key": full_name.casefold(),
             "phone": phone,
             "email": email,
             "tariff_id": tariff.id,
@@ -324,7 +324,13 @@ def update_contacts(
     conn.execute(
         update(subscribers)
         .where(subscribers.c.id == subscriber_id)
-        .values(full_name=name, phone=phone_n, email=email_n, updated_at=utcnow())
+        .values(
+            full_name=name,
+            name_key=name.casefold(),
+            phone=phone_n,
+            email=email_n,
+            updated_at=utcnow(),
+        )
     )
     record_audit(
         conn,
@@ -404,9 +410,14 @@ def record_status(
             "actor_id": actor.id,
         },
     )
-    account_no = conn.execute(
-        select(subscribers.c.account_no).where(subscribers.c.id == subscriber_id)
-    ).scalar_one()
+    from kopilka.subscribers.common import calendar_of
+
+    row = conn.execute(
+        select(subscribers.c.account_no, accounts.c.balance_minor, accounts.c.credit_limit_minor)
+        .join(accounts, accounts.c.id == subscribers.c.account_id)
+        .where(subscribers.c.id == subscriber_id)
+    ).one()
+    cal = calendar_of(conn, tenant_id)
     emit(
         conn,
         tenant_id=tenant_id,
@@ -415,10 +426,13 @@ def record_status(
         subject_id=subscriber_id,
         payload={
             "subscriber_id": subscriber_id,
-            "account_no": account_no,
-            "from": from_status,
-            "to": to_status,
+            "account_no": row.account_no,
+            "status": to_status,
+            "status_was": from_status,
             "reason": reason,
+            "balance": format_amount(int(row.balance_minor), cal.exponent),
+            "threshold": format_amount(-int(row.credit_limit_minor), cal.exponent),
+            "unit": cal.currency,
         },
         now=moment,
     )
@@ -466,7 +480,7 @@ def history(
     for row in conn.execute(
         select(sub_topups)
         .where(sub_topups.c.tenant_id == tenant_id, sub_topups.c.subscriber_id == subscriber_id)
-        .order_by(sub_topups.c.paid_at.desc())
+        .order_by(sub_topups.c.paid_at.desc(), sub_topups.c.id.desc())
         .limit(limit)
     ):
         lines.append(
@@ -479,9 +493,10 @@ def history(
             )
         )
     for row in conn.execute(
-        select(sub_charges)
+        select(sub_charges, sub_tariffs.c.name.label("tariff_name"))
+        .outerjoin(sub_tariffs, sub_tariffs.c.id == sub_charges.c.tariff_id)
         .where(sub_charges.c.tenant_id == tenant_id, sub_charges.c.subscriber_id == subscriber_id)
-        .order_by(sub_charges.c.charged_at.desc())
+        .order_by(sub_charges.c.charged_at.desc(), sub_charges.c.id.desc())
         .limit(limit)
     ):
         lines.append(
@@ -494,6 +509,8 @@ def history(
                     "period_start": row.period_start.isoformat() if row.period_start else None,
                     "period_end": row.period_end.isoformat() if row.period_end else None,
                     "promised_payment_id": row.promised_payment_id,
+                    "tariff_id": row.tariff_id,
+                    "tariff": row.tariff_name,
                 },
             )
         )
@@ -503,7 +520,7 @@ def history(
             sub_promised_payments.c.tenant_id == tenant_id,
             sub_promised_payments.c.subscriber_id == subscriber_id,
         )
-        .order_by(sub_promised_payments.c.taken_at.desc())
+        .order_by(sub_promised_payments.c.taken_at.desc(), sub_promised_payments.c.id.desc())
         .limit(limit)
     ):
         details = {
@@ -530,7 +547,7 @@ def history(
             sub_status_changes.c.tenant_id == tenant_id,
             sub_status_changes.c.subscriber_id == subscriber_id,
         )
-        .order_by(sub_status_changes.c.at.desc())
+        .order_by(sub_status_changes.c.at.desc(), sub_status_changes.c.id.desc())
         .limit(limit)
     ):
         lines.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 
 from sqlalchemy import Engine, select
 
@@ -27,23 +28,34 @@ EVERY_SECONDS = 60.0
 
 def tenants_with_subscribers(engine: Engine) -> list[int]:
     with read_only(engine) as conn:
-        return [int(x) for x in conn.execute(select(subscribers.c.tenant_id).distinct()).scalars()]
+        query = select(subscribers.c.tenant_id).distinct().order_by(subscribers.c.tenant_id)
+        return [int(x) for x in conn.execute(query).scalars()]
 
 
-def charge_all(engine: Engine) -> dict[int, ChargingResult]:
+def charge_all(
+    engine: Engine, tenant_ids: Collection[int] | None = None
+) -> dict[int, ChargingResult]:
+    """The routine for every tenant with subscribers (of ``tenant_ids``, when given)."""
     actor = Actor.job("subscribers.charge")
     return {
         tenant_id: run_charging(engine, tenant_id=tenant_id, actor=actor)
         for tenant_id in tenants_with_subscribers(engine)
+        if tenant_ids is None or tenant_id in tenant_ids
     }
 
 
 class ChargingScheduler:
     """A daemon thread that runs the charging routine every ``every_seconds``."""
 
-    def __init__(self, engine: Engine, every_seconds: float = EVERY_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        every_seconds: float = EVERY_SECONDS,
+        tenant_ids: Collection[int] | None = None,
+    ) -> None:
         assert every_seconds > 0
         self.engine = engine
+        self.tenant_ids = tenant_ids
         self.every = every_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kopilka-charging", daemon=True)
@@ -56,7 +68,7 @@ class ChargingScheduler:
         self._thread.join(timeout=10)
 
     def tick(self) -> None:
-        for tenant_id, result in charge_all(self.engine).items():
+        for tenant_id, result in charge_all(self.engine, self.tenant_ids).items():
             if result.periods_charged or result.blocked or result.promised_ended or result.errors:
                 log.info(
                     "subscribers charged",

@@ -115,6 +115,8 @@ subscribers = Table(
     # The contract number: what the subscriber signs in with and the staff search by.
     Column("account_no", String(32), nullable=False),
     Column("full_name", String(200), nullable=False),
+    # The name case-folded in Python, searched with LIKE (SQLite's lower() is ASCII only).
+    Column("name_key", String(200), nullable=False),
     Column("phone", String(32), nullable=True),
     Column("email", String(254), nullable=True),
     Column("tariff_id", Id, ForeignKey("sub_tariffs.id"), nullable=False),

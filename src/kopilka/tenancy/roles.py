@@ -3,7 +3,7 @@
 Roles (SPEC X-1): the owner runs the business and may do everything; an administrator
 configures it (staff, terminals, units, branches) but not the tenant itself and cannot
 make owners; a cashier serves cards and bonuses at the till and subscribers at the desk;
-front desk serves hotel guests and studio members.
+front desk serves hotel guests, studio members and subscribers.
 """
 
 from __future__ import annotations
@@ -20,13 +20,24 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "settings.units": MANAGERS,
     "settings.payment_types": MANAGERS,
     "settings.farcards": MANAGERS,
+    # Webhook endpoints and their deliveries; an endpoint's secret, after it was shown
+    # once on creation, only to owners (SPEC X-3).
+    "settings.webhooks": MANAGERS,
+    "settings.webhook_secrets": frozenset({OWNER}),
+    "events.view": MANAGERS,
     "ledger.view": MANAGERS,
     "reports.view": MANAGERS,
     "jobs.run": MANAGERS,
     "cards": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
     "cards.manage": MANAGERS,
     "hotel": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
-    "subscribers": frozenset({OWNER, ADMINISTRATOR, CASHIER}),
+    # Subscribers (SPEC S-1 … S-7): the desk finds and reads them, edits their contacts,
+    # takes their top-ups and promised payments, activates them.
+    "subscribers": frozenset({OWNER, ADMINISTRATOR, CASHIER, FRONT_DESK}),
+    # A subscriber's credit terms (threshold, tariff, disabling, the tariff's rules set
+    # aside for a promised payment) and new subscribers; tariffs and services in Settings.
+    "subscribers.manage": MANAGERS,
+    "settings.subscribers": MANAGERS,
     "memberships": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
 }
 

@@ -42,9 +42,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_tenant_id_id", ["tenant_id", "id"], unique=False)
-        batch_op.create_index(
-            "ix_events_tenant_type_id", ["tenant_id", "type", "id"], unique=False
-        )
+        batch_op.create_index("ix_events_tenant_type_id", ["tenant_id", "type", "id"], unique=False)
         batch_op.create_index(
             "ix_events_tenant_subject", ["tenant_id", "subject_type", "subject_id"], unique=False
         )

@@ -149,6 +149,7 @@ def upgrade() -> None:
         ),
         sa.Column("account_no", sa.String(length=32), nullable=False),
         sa.Column("full_name", sa.String(length=200), nullable=False),
+        sa.Column("name_key", sa.String(length=200), nullable=False),
         sa.Column("phone", sa.String(length=32), nullable=True),
         sa.Column("email", sa.String(length=254), nullable=True),
         sa.Column(

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from kopilka.web.routes import (
     auth,
+    cabinet,
     card_imports,
     cards,
     cash_registers,
@@ -20,6 +21,10 @@ from kopilka.web.routes import (
     payment_types,
     reports,
     settings,
+    subscribers,
+    subscribers_card,
+    subscribers_settings,
+    webhooks,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -33,6 +38,7 @@ ROUTERS: list[APIRouter] = [
     cash_registers.router,
     loyalty_centre.router,
     farcards_settings.router,
+    webhooks.router,
     cards.router,
     certificates.router,
     front_desk.router,
@@ -40,4 +46,8 @@ ROUTERS: list[APIRouter] = [
     front_desk_settings.router,
     card_imports.router,
     reports.router,
+    subscribers.router,
+    subscribers_card.router,
+    subscribers_settings.router,
+    cabinet.router,
 ]

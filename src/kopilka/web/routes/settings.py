@@ -101,8 +101,10 @@ TABS = (
         lazy("Loyalty centre"),
     ),
     ("hotel", "settings.payment_types", "/settings/hotel", lazy("Hotel")),
+    ("subscribers", "settings.subscribers", "/settings/subscribers", lazy("Subscribers")),
     # The names of two products, the same in every language.
     ("farcards", "settings.farcards", "/settings/farcards", "r_keeper (FarCards)"),
+    ("webhooks", "settings.webhooks", "/settings/webhooks", lazy("Webhooks")),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
 )
 
