@@ -834,6 +834,58 @@ def _isp(ctx: _Ctx) -> None:
         billing.settle(conn, t, sid, actor=actor, now=ctx.now)
 
 
+def _studio(ctx: _Ctx) -> None:
+    """A studio selling memberships online (seed 004) with the sandbox provider: two
+    types sold online, a trial one that is not, groups with classes next week, a
+    visitor. Its buy buttons: Settings -> Online sale."""
+    from kopilka.memberships import catalogue
+    from kopilka.memberships.catalogue import ButtonDesign, OnlineSettings, TypeIn
+    from kopilka.memberships.providers.registry import default_config
+
+    conn, t, actor = ctx.conn, ctx.tenant_id, ctx.actor
+    catalogue.update_settings(
+        conn,
+        tenant_id=t,
+        settings=OnlineSettings(
+            online_enabled=True,
+            commission_bp=300,
+            provider="sandbox",
+            provider_config=dict(default_config("sandbox")),
+            button=ButtonDesign(bg_color="#7b3fe4", border_color="#5a2bb0", radius=24),
+        ),
+        actor=actor,
+    )
+    for data in (
+        TypeIn(
+            "8 занятий в месяц",
+            400_000,
+            30,
+            classes=8,
+            sell_online=True,
+            button_text="Купить 8 занятий",
+        ),
+        TypeIn("Безлимит на месяц", 700_000, 30, sell_online=True, button_text="Купить безлимит"),
+        TypeIn("Пробное занятие", 50_000, 7, classes=1, is_permanent=False),
+    ):
+        catalogue.create_type(conn, tenant_id=t, data=data, actor=actor)
+    start = ctx.now.replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    for name, hour in (("Йога", 9), ("Танцы", 19)):
+        group = catalogue.create_group(conn, tenant_id=t, name=name, actor=actor)
+        for day in range(7):
+            catalogue.create_class(
+                conn,
+                tenant_id=t,
+                group_id=group.id,
+                starts_at=start + timedelta(days=day, hours=hour - 9),
+                minutes=60,
+                capacity=12,
+                actor=actor,
+            )
+    catalogue.create_visitor(
+        conn, tenant_id=t, full_name="Ольга Смирнова", phone="+7 916 300-40-50", actor=actor
+    )
+
+
 _STEPS = (
     ("staff users and a terminal", _staff),
     ("units and accounts", _accounts),
@@ -845,4 +897,5 @@ _STEPS = (
     ("payment types and the terminal's codes", _payments),
     ("a hotel with guests staying", _hotel),
     ("an internet provider's subscribers", _isp),
+    ("a studio selling memberships online", _studio),
 )

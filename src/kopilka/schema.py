@@ -9,6 +9,8 @@ from kopilka.jobs import schema as jobs_schema
 from kopilka.ledger import schema as ledger_schema
 from kopilka.loyalty import certificates_schema
 from kopilka.loyalty import schema as loyalty_schema
+from kopilka.mail import schema as mail_schema
+from kopilka.memberships import schema as memberships_schema
 from kopilka.payments import schema as payments_schema
 from kopilka.subscribers import schema as subscribers_schema
 from kopilka.tenancy import schema as tenancy_schema
@@ -22,6 +24,8 @@ __all__ = [
     "jobs_schema",
     "ledger_schema",
     "loyalty_schema",
+    "mail_schema",
+    "memberships_schema",
     "metadata",
     "payments_schema",
     "subscribers_schema",

@@ -154,3 +154,19 @@ def test_demo_has_an_internet_providers_subscribers(cli: Cli) -> None:
         assert find_by_account_no(conn, tenant.id, "100003").status == "new"
         assert verify(conn, tenant_id=tenant.id) == []
     engine.dispose()
+
+
+def test_demo_has_a_studio_selling_memberships_online(cli: Cli) -> None:
+    from kopilka.memberships import catalogue
+
+    assert cli("demo").exit_code == 0
+    engine = cli.engine()
+    with read_only(engine) as conn:
+        tenant = get_tenant_by_slug(conn, "demo")
+        settings = catalogue.get_settings(conn, tenant.id)
+        assert settings.online_enabled and settings.provider == "sandbox"
+        assert settings.provider_config.get("secret")
+        online = catalogue.list_types(conn, tenant.id, online_only=True)
+        assert {t.name for t in online} == {"8 занятий в месяц", "Безлимит на месяц"}
+        assert len(catalogue.list_classes(conn, tenant.id)) == 14
+    engine.dispose()

@@ -50,6 +50,7 @@ from kopilka.core.settings import get_settings
 from kopilka.events.delivery import WebhookScheduler
 from kopilka.fiscal.jobs import ReceiptScheduler
 from kopilka.loyalty.scheduler import NightlyScheduler
+from kopilka.mail.sender import MailScheduler
 from kopilka.subscribers.scheduler import ChargingScheduler
 from kopilka.web.app import install_web
 
@@ -64,6 +65,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
         # The nightly routine's clock runs in `kopilka serve` only (it turns the setting on),
         # and with it the clocks that send fiscal receipts and webhooks and charge subscribers.
         scheduler = receipts_clock = webhooks_clock = charging_clock = None
+        mail_clock: MailScheduler | None = None  # and the clock that sends e-mail
         if settings.nightly_scheduler:
             scheduler = NightlyScheduler(engine, settings.nightly_hour)
             scheduler.start()
@@ -73,6 +75,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
             webhooks_clock.start()
             charging_clock = ChargingScheduler(engine)
             charging_clock.start()
+            mail_clock = MailScheduler(engine)
+            mail_clock.start()
         try:
             yield
         finally:
@@ -84,6 +88,8 @@ def create_app(database_url: str | None = None) -> FastAPI:
                 webhooks_clock.stop()
             if charging_clock is not None:
                 charging_clock.stop()
+            if mail_clock is not None:
+                mail_clock.stop()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from kopilka.cli import (
     farcards,
     ledger,
     loyalty,
+    mail,
     nightly,
     receipts,
     reports,
@@ -68,3 +69,4 @@ app.add_typer(farcards.app, name="farcards")
 app.add_typer(receipts.app, name="receipts")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(mail.app, name="mail")

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -58,10 +58,43 @@ class Settings(BaseSettings):
     # the addresses it hands out, such as r_keeper's ExtDllHttp.ini; None: the address a
     # screen was opened at.
     public_url: str | None = None
+    # Outgoing e-mail (kopilka.mail): the SMTP server that takes Kopilka's messages. SSL is
+    # TLS from the first byte (port 465); STARTTLS upgrades a plain connection (587).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None  # never logged, never stored with an error
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    # Per network step (connect, each command's answer), not for the whole exchange.
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
+    mail_from: str = "Kopilka <no-reply@localhost>"
     log_level: str = "INFO"
     log_json: bool = True
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        """One address, with or without a name: ``Studio <no-reply@studio.example>``."""
+        from email.headerregistry import AddressHeader
+
+        parsed: dict[str, Any] = {}
+        if not any(ch in value for ch in "\r\n\x00"):
+            AddressHeader.parse(value, parsed)
+        groups = parsed.get("groups", ())
+        addresses = [a for group in groups if not group.display_name for a in group.addresses]
+        whole = len(groups) == len(addresses) == 1 and not parsed.get("defects")
+        if not whole or not addresses[0].username or not addresses[0].domain:
+            raise ValueError("KOPILKA_MAIL_FROM is one address, such as Kopilka <no-reply@x.ru>")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_kind_of_tls(self) -> Settings:
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("set KOPILKA_SMTP_SSL or KOPILKA_SMTP_STARTTLS, not both")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,6 +46,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
+from kopilka.core.periodic import Periodic
 from kopilka.events.feed import EventView, event_of
 from kopilka.events.schema import events, webhook_attempts, webhook_deliveries, webhook_endpoints
 from kopilka.events.signing import signature_header
@@ -446,22 +446,17 @@ def deliver_due(
     return counts
 
 
-class WebhookScheduler:
-    """A daemon thread that runs ``deliver_due`` every ``every_seconds`` until stopped."""
+class WebhookScheduler(Periodic):
+    """Runs ``deliver_due`` every ``every_seconds`` until stopped; a full batch means
+    more are waiting, and the next runs without the pause."""
+
+    name = "kopilka-webhooks"
+    what = "the webhooks' clock"
+    join_seconds = TIMEOUT_SECONDS + 5
 
     def __init__(self, engine: Engine, every_seconds: float = EVERY_SECONDS) -> None:
-        assert every_seconds > 0
+        super().__init__(every_seconds)
         self.engine = engine
-        self.every = every_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kopilka-webhooks", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=TIMEOUT_SECONDS + 5)
 
     def tick(self) -> DeliveryCounts:
         counts = deliver_due(self.engine)
@@ -469,11 +464,5 @@ class WebhookScheduler:
             log.info("webhook deliveries processed", extra=counts.as_dict())
         return counts
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                # A full batch means more are waiting: carry on without the pause.
-                while self.tick().due >= DUE_BATCH and not self._stop.is_set():
-                    pass
-            except Exception:
-                log.exception("the webhooks' clock failed; it tries again")
+    def more(self, result: DeliveryCounts) -> bool:
+        return result.due >= DUE_BATCH

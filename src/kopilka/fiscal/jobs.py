@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from sqlalchemy import Engine
 
+from kopilka.core.periodic import Periodic
 from kopilka.fiscal.receipts import process_due
 from kopilka.jobs.runner import JobContext, register
 
@@ -39,31 +39,17 @@ def send_due_receipts(ctx: JobContext) -> dict[str, Any]:
     return dict(counts.as_dict())
 
 
-class ReceiptScheduler:
-    """A daemon thread that runs ``process_due`` every ``every_seconds`` until stopped."""
+class ReceiptScheduler(Periodic):
+    """Runs ``process_due`` every ``every_seconds`` until stopped."""
+
+    name = "kopilka-receipts"
+    what = "the receipts' clock"
 
     def __init__(self, engine: Engine, every_seconds: float = EVERY_SECONDS) -> None:
-        assert every_seconds > 0
+        super().__init__(every_seconds)
         self.engine = engine
-        self.every = every_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kopilka-receipts", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def tick(self) -> None:
         counts = process_due(self.engine)
         if counts.due:
             log.info("receipts processed", extra=counts.as_dict())
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("the receipts' clock failed; it tries again")

@@ -131,6 +131,9 @@ NOT_LOYALTY_TABLES = frozenset(
         "subscribers",
         "sub_charges",
         "sub_topups",
+        # Membership sales are in the tenant's currency.
+        "membership_orders",
+        "membership_refunds",
     }
 )
 

@@ -12,13 +12,13 @@ same once, from cron or by hand.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Collection
 
 from sqlalchemy import Engine, select
 
 from kopilka.core.actor import Actor
 from kopilka.core.db import read_only
+from kopilka.core.periodic import Periodic
 from kopilka.subscribers.billing import ChargingResult, run_charging
 from kopilka.subscribers.schema import subscribers
 
@@ -44,8 +44,11 @@ def charge_all(
     }
 
 
-class ChargingScheduler:
-    """A daemon thread that runs the charging routine every ``every_seconds``."""
+class ChargingScheduler(Periodic):
+    """Runs the charging routine every ``every_seconds`` until stopped."""
+
+    name = "kopilka-charging"
+    what = "the charging clock"
 
     def __init__(
         self,
@@ -53,19 +56,9 @@ class ChargingScheduler:
         every_seconds: float = EVERY_SECONDS,
         tenant_ids: Collection[int] | None = None,
     ) -> None:
-        assert every_seconds > 0
+        super().__init__(every_seconds)
         self.engine = engine
         self.tenant_ids = tenant_ids
-        self.every = every_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kopilka-charging", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def tick(self) -> None:
         for tenant_id, result in charge_all(self.engine, self.tenant_ids).items():
@@ -82,10 +75,3 @@ class ChargingScheduler:
                 )
             for error in result.errors:
                 log.warning("charging: %s", error, extra={"tenant_id": tenant_id})
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("the charging clock failed; it tries again")

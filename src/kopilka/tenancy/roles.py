@@ -2,8 +2,8 @@
 
 Roles (SPEC X-1): the owner runs the business and may do everything; an administrator
 configures it (staff, terminals, units, branches) but not the tenant itself and cannot
-make owners; a cashier serves cards and bonuses at the till and subscribers at the desk;
-front desk serves hotel guests, studio members and subscribers.
+make owners; a cashier serves cards and bonuses at the till, subscribers and studio
+visitors at the desk; front desk serves hotel guests, studio visitors and subscribers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # once on creation, only to owners (SPEC X-3).
     "settings.webhooks": MANAGERS,
     "settings.webhook_secrets": frozenset({OWNER}),
+    # The outgoing e-mail's log, and sending a failed message again.
+    "settings.mail": MANAGERS,
     "events.view": MANAGERS,
     "ledger.view": MANAGERS,
     "reports.view": MANAGERS,
@@ -38,7 +40,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # aside for a promised payment) and new subscribers; tariffs and services in Settings.
     "subscribers.manage": MANAGERS,
     "settings.subscribers": MANAGERS,
-    "memberships": frozenset({OWNER, ADMINISTRATOR, FRONT_DESK}),
+    # Memberships sold online (SPEC M-6, M-7): everyone at the desk finds them and their
+    # visitors and attaches them; refunds go back to the client's card, and the online
+    # sale's settings (provider, commission, buttons), types, groups and classes are set
+    # up, by owners and administrators.
+    "memberships": frozenset({OWNER, ADMINISTRATOR, CASHIER, FRONT_DESK}),
+    "memberships.refunds": MANAGERS,
+    "settings.memberships": MANAGERS,
 }
 
 

@@ -102,9 +102,11 @@ TABS = (
     ),
     ("hotel", "settings.payment_types", "/settings/hotel", lazy("Hotel")),
     ("subscribers", "settings.subscribers", "/settings/subscribers", lazy("Subscribers")),
+    ("memberships", "settings.memberships", "/settings/memberships", lazy("Memberships")),
     # The names of two products, the same in every language.
     ("farcards", "settings.farcards", "/settings/farcards", "r_keeper (FarCards)"),
     ("webhooks", "settings.webhooks", "/settings/webhooks", lazy("Webhooks")),
+    ("mail", "settings.mail", "/settings/mail", lazy("E-mail")),
     ("loyalty", "settings.loyalty", "/settings/loyalty", lazy("Loyalty module")),
 )
 
