@@ -111,3 +111,34 @@ def format_amount(amount_minor: int, exponent: int) -> str:
     if exponent == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{frac:0{exponent}d}"
+
+
+# --------------------------------------------------------------------------- per cents
+
+INVALID_COMMISSION = "invalid_commission"  # the code both commissions' refusals share
+
+
+def percent_to_bp(percent: object) -> int:
+    """A commission as a per cent with at most two decimals ("1", "2.5") in hundredths of
+    a per cent (basis points); outside 0 to 100 % is ``invalid_commission``."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(str(percent).strip())
+    except (InvalidOperation, ValueError) as error:
+        raise InvalidInput(
+            INVALID_COMMISSION, f"{percent!r} is not a per cent", field="commission"
+        ) from error
+    if not value.is_finite() or not 0 <= value <= 100 or value != value.quantize(Decimal("0.01")):
+        raise InvalidInput(
+            INVALID_COMMISSION,
+            f"a commission is 0 to 100 % with at most two decimals, not {percent}",
+            field="commission",
+        )
+    return int(value * 100)
+
+
+def bp_share(amount_minor: int, bp: int) -> int:
+    """``bp`` hundredths of a per cent of an amount, rounded half up: 1 % of 600.00 is
+    6.00, 3 % of 4000.00 is 120.00."""
+    return (amount_minor * bp + 5_000) // 10_000

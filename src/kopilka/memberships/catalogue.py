@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -19,7 +18,7 @@ from sqlalchemy import Connection, select, update
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
-from kopilka.core.money import MAX_ABS_MINOR
+from kopilka.core.money import MAX_ABS_MINOR, bp_share, percent_to_bp
 from kopilka.loyalty.cards import normalise_phone
 from kopilka.memberships.error_codes import MembershipErrorCode as E
 from kopilka.memberships.schema import (
@@ -55,20 +54,12 @@ def _name(value: object, field_name: str = "name", limit: int = MAX_NAME) -> str
 
 def commission_bp_of(percent: object) -> int:
     """A per cent with at most two decimals ("2.5") in hundredths of a per cent."""
-    try:
-        value = Decimal(str(percent).strip())
-    except (InvalidOperation, ValueError) as error:
-        raise InvalidInput(E.INVALID_COMMISSION, f"{percent!r} is not a per cent") from error
-    if not value.is_finite() or not 0 <= value <= 100 or value != value.quantize(Decimal("0.01")):
-        raise InvalidInput(
-            E.INVALID_COMMISSION, f"a commission is 0 to 100 % with two decimals, not {percent}"
-        )
-    return int(value * 100)
+    return percent_to_bp(percent)
 
 
 def commission_of(price_minor: int, commission_bp: int) -> int:
     """What the client pays on top of the price, half up: 3 % of 4000.00 is 120.00."""
-    return (price_minor * commission_bp + 5_000) // 10_000
+    return bp_share(price_minor, commission_bp)
 
 
 # --------------------------------------------------------------------------- settings

@@ -288,13 +288,12 @@ def record_payment(
 def _fulfil(conn: Connection, row: Any, provider: str, actor: Actor, moment: datetime) -> None:
     tenant_id = row.tenant_id
     kind = get_type(conn, tenant_id, row.type_id)
-    taken = set(
-        conn.execute(
-            select(memberships.c.activation_code).where(memberships.c.tenant_id == tenant_id)
-        ).scalars()
-    )
     code = _new_code()
-    while code in taken:
+    while conn.execute(
+        select(memberships.c.id).where(
+            memberships.c.tenant_id == tenant_id, memberships.c.activation_code == code
+        )
+    ).first():
         code = _new_code()
     number = f"M-{row.id:06d}"
     membership_id = conn.execute(

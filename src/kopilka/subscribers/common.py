@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc
 from kopilka.core.errors import InvalidInput
-from kopilka.core.money import currency_exponent
+from kopilka.core.money import bp_share, currency_exponent
 from kopilka.ledger.accounts import system_account_id
 from kopilka.subscribers.error_codes import SubscriberErrorCode as E
 
@@ -75,7 +75,7 @@ def period_end(method: str, start: date, anchor: int | None) -> date | None:
 def commission_of(amount_minor: int, commission_bp: int) -> int:
     """``commission_bp`` hundredths of a per cent of the amount, half up: 1 % of 600.00 is
     6.00."""
-    return (amount_minor * commission_bp + 5_000) // 10_000
+    return bp_share(amount_minor, commission_bp)
 
 
 # The operation ids Kopilka gives what it does by itself (the promised payment opened on

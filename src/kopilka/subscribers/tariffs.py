@@ -34,7 +34,7 @@ from sqlalchemy import Connection, delete, select, update
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
 from kopilka.core.errors import Conflict, InvalidInput, NotFound
-from kopilka.core.money import MAX_ABS_MINOR
+from kopilka.core.money import MAX_ABS_MINOR, percent_to_bp
 from kopilka.subscribers.common import DAILY, MONTHLY, ONE_TIME
 from kopilka.subscribers.error_codes import SubscriberErrorCode as E
 from kopilka.subscribers.schema import (
@@ -272,28 +272,8 @@ def list_tariffs(conn: Connection, tenant_id: int) -> list[TariffView]:
 
 
 def commission_bp_of(percent: object) -> int:
-    """A commission given as a per cent with up to two decimals ("1", "2.5") in hundredths
-    of a per cent; outside 0 to 100 is ``invalid_commission``."""
-    from decimal import Decimal, InvalidOperation
-
-    try:
-        value = Decimal(str(percent).strip())
-    except (InvalidOperation, ValueError) as error:
-        raise InvalidInput(
-            E.INVALID_COMMISSION, f"{percent!r} is not a per cent", field="commission"
-        ) from error
-    if (
-        not value.is_finite()
-        or value < 0
-        or value > 100
-        or value != value.quantize(Decimal("0.01"))
-    ):
-        raise InvalidInput(
-            E.INVALID_COMMISSION,
-            f"the commission must be from 0 to 100 % with at most two decimals, not {percent}",
-            field="commission",
-        )
-    return int(value * 100)
+    """A commission given as a per cent ("1", "2.5") in hundredths of a per cent."""
+    return percent_to_bp(percent)
 
 
 def _checked_service(conn: Connection, tenant_id: int, data: ServiceIn) -> dict[str, Any]:
