@@ -51,9 +51,9 @@ def _urls(order: Any) -> Urls:
     return Urls(f"{BASE}/buy/x/orders/{order.token}", f"{BASE}/buy/x/orders/{order.token}/cancel")
 
 
-def test_pay_in_the_sandbox_return_and_notifications_then_refund(shop: Studio) -> None:
+def _begin(shop: Studio) -> tuple[Any, Any]:
+    """The tenant's provider, and an order sent to it (the client at the card form)."""
     provider = checkout.provider_of(shop.engine, shop.t, BASE)
-    job = Actor.job("tests")
     order = checkout.begin(
         shop.engine,
         provider,
@@ -63,6 +63,12 @@ def test_pay_in_the_sandbox_return_and_notifications_then_refund(shop: Studio) -
         locale="ru",
         urls_for=_urls,
     )
+    return provider, order
+
+
+def test_pay_in_the_sandbox_return_and_notifications_then_refund(shop: Studio) -> None:
+    provider, order = _begin(shop)
+    job = Actor.job("tests")
     assert order.status == "pending" and order.redirect_url
     assert order.redirect_url.startswith(f"{BASE}/sandbox/pay/")
     # The client returns before paying: still pending.
@@ -157,17 +163,8 @@ def test_pay_in_the_sandbox_return_and_notifications_then_refund(shop: Studio) -
 
 
 def test_a_declined_card_cancels_and_sells_nothing(shop: Studio) -> None:
-    provider = checkout.provider_of(shop.engine, shop.t, BASE)
+    provider, order = _begin(shop)
     job = Actor.job("tests")
-    order = checkout.begin(
-        shop.engine,
-        provider,
-        tenant_id=shop.t,
-        type_id=shop.eight.id,
-        email="client@example.ru",
-        locale="ru",
-        urls_for=_urls,
-    )
     sandbox.pay_with_card(
         shop.engine,
         str(order.provider_payment_id),
@@ -180,17 +177,8 @@ def test_a_declined_card_cancels_and_sells_nothing(shop: Studio) -> None:
 
 
 def test_a_refund_the_provider_refuses_for_good_is_canceled(shop: Studio) -> None:
-    provider = checkout.provider_of(shop.engine, shop.t, BASE)
+    provider, order = _begin(shop)
     job = Actor.job("tests")
-    order = checkout.begin(
-        shop.engine,
-        provider,
-        tenant_id=shop.t,
-        type_id=shop.eight.id,
-        email="client@example.ru",
-        locale="ru",
-        urls_for=_urls,
-    )
     paid = sandbox.pay_with_card(
         shop.engine, str(order.provider_payment_id), "4242424242424242", expiry="12/30", cvc="123"
     )
