@@ -8,7 +8,8 @@ Layout of the URL space::
     /                      the web UI (kopilka.web), /static its files
 
 Layers, outermost first: ``ObserveMiddleware`` (request id, access log, metrics, the
-last-resort 500), then FastAPI's exception handlers (``kopilka.api.problems``), then the
+last-resort 500), ``BodyLimitMiddleware`` (a body too long is refused before it is
+read), then FastAPI's exception handlers (``kopilka.api.problems``), then the
 routes.
 """
 
@@ -19,6 +20,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kopilka.api.limits import BodyLimitMiddleware
 from kopilka.api.observe import Metrics, ObserveMiddleware
 from kopilka.api.problems import install_problem_handlers
 from kopilka.api.routes import (
@@ -127,5 +129,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.include_router(subscribers.router)
     app.include_router(events.router)
     install_web(app)
+    # Outermost last: the access log sees every answer, a too-long body's 413 included.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app

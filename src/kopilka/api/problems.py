@@ -66,6 +66,7 @@ _DESCRIPTIONS = {
     403: "The caller's role may not do this (`forbidden`)",
     404: "No such object in the caller's tenant",
     409: "Conflict (e.g. `idempotency_conflict`, `already_reversed`)",
+    413: "The request's body is too long (`body_too_large`)",
     422: "Invalid input or refused by the rules (e.g. `invalid_request`, `insufficient_funds`)",
     429: "Too many failed sign-ins from this login or address (`too_many_attempts`)",
     500: "Unexpected error (`internal_error`)",

@@ -81,3 +81,4 @@ class CommonErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    BODY_TOO_LARGE = "body_too_large"

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Per network step (connect, each command's answer), not for the whole exchange.
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
     mail_from: str = "Kopilka <no-reply@localhost>"
+    # The longest request body taken (routes that take files have their own, larger
+    # limits: kopilka.api.limits); a longer one is refused before it is read.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=1024 * 1024 * 1024)
     log_level: str = "INFO"
     log_json: bool = True
     host: str = "127.0.0.1"
