@@ -24,6 +24,7 @@ import pytest
 from babel.messages.pofile import read_po
 from sqlalchemy import select, update
 
+from kopilka.core.settings import get_settings
 from kopilka.ledger.schema import transfers
 from kopilka.mail.schema import mail_outbox
 from kopilka.memberships import catalogue, checkout
@@ -851,3 +852,39 @@ def test_the_pay_button_pressed_twice_is_one_order(web: Web, shop: Studio) -> No
     again = visitor.get(url)  # a new form: a new order
     other = re.search(r'name="checkout_key" value="([^"]+)"', again.text)
     assert other and other.group(1) != key.group(1)
+
+
+def test_one_address_begins_only_so_many_checkouts(
+    web: Web, shop: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each checkout asks the provider for a payment: an address that starts too many is
+    told to wait (429 with Retry-After), in the shop's words; a form sent twice is one
+    order and never counts twice; another address is not held back."""
+    monkeypatch.setenv("KOPILKA_CHECKOUT_LIMIT_PER_ADDRESS", "3")
+    get_settings.cache_clear()
+    try:
+        visitor = client(web, **{"Accept-Language": "ru-RU,ru;q=0.9"})
+        url = buy_url(shop)
+        page = visitor.get(url)
+        again = {
+            "csrf_token": form_token(page.text),
+            "email": "a@example.ru",
+            "checkout_key": "same-form-1",
+        }
+        for _ in range(3):  # one form sent three times: one order
+            assert visitor.client.post(url, data=again).status_code == 303
+        for n in range(2):
+            assert send_checkout(visitor, shop, email=f"c{n}@example.ru").status_code == 303
+        before = counts(shop)
+        refused = send_checkout(visitor, shop, email="late@example.ru")
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 600
+        assert code_of(refused.text) == "too_many_checkouts"
+        assert "слишком много оплат" in plain(refused.text)
+        assert counts(shop) == before  # nothing made, the provider not asked
+        # The form sent again after the limit is still its own order, not refused.
+        assert visitor.client.post(url, data=again).status_code == 303
+        # Another address is not held back.
+        assert send_checkout(client(web), shop, email="other@example.ru").status_code == 303
+    finally:
+        get_settings.cache_clear()

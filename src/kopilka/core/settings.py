@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # The longest request body taken (routes that take files have their own, larger
     # limits: kopilka.api.limits); a longer one is refused before it is read.
     max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=1024 * 1024 * 1024)
+    # The public checkout of memberships: how many orders one address may begin in a
+    # window of minutes (each asks the payment provider for a payment).
+    checkout_limit_per_address: int = Field(default=10, ge=1)
+    checkout_limit_window_minutes: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
     host: str = "127.0.0.1"

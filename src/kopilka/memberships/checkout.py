@@ -72,9 +72,12 @@ def begin(
     locale: str,
     urls_for: Callable[[OrderView], Urls],
     checkout_key: str | None = None,
+    source_ip: str | None = None,
+    limit: sales.CheckoutLimit | None = None,
 ) -> OrderView:
     """The order and its payment at the provider. The same form sent again
-    (``checkout_key``) answers with the order it made, its payment asked for once."""
+    (``checkout_key``) answers with the order it made, its payment asked for once; one
+    address begins at most ``limit`` new orders (``sales.TooManyCheckouts``)."""
     order = run_transaction(
         engine,
         lambda conn: sales.start_checkout(
@@ -84,6 +87,8 @@ def begin(
             email=email,
             locale=locale,
             checkout_key=checkout_key,
+            source_ip=source_ip,
+            limit=limit,
         ),
     )
     if order.status != "created":

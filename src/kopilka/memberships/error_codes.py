@@ -34,6 +34,8 @@ visitor_not_found               NotFound      no such visitor
 refund_too_large                Refused       more than was paid, less what was refunded
 order_not_paid                  Refused       a refund of an order not paid
 membership_operation_conflict   Conflict      an operation id reused with other content
+too_many_checkouts              Throttled     too many checkouts begun from one address
+                                              lately (429, with ``retry_after_seconds``)
 ==============================  ============  =========================================
 """
 
@@ -66,3 +68,4 @@ class MembershipErrorCode(StrEnum):
     REFUND_TOO_LARGE = "refund_too_large"
     ORDER_NOT_PAID = "order_not_paid"
     MEMBERSHIP_OPERATION_CONFLICT = "membership_operation_conflict"
+    TOO_MANY_CHECKOUTS = "too_many_checkouts"

@@ -27,10 +27,10 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from kopilka.core.actor import Actor
 from kopilka.core.clock import as_utc, utcnow
@@ -140,11 +140,14 @@ def start_checkout(
     email: str,
     locale: str,
     checkout_key: str | None = None,
+    source_ip: str | None = None,
+    limit: CheckoutLimit | None = None,
     now: datetime | None = None,
 ) -> OrderView:
     """An order for a type sold online, priced now: the price, the commission the client
     pays on top, the total. ``checkout_key`` (the form's own, made when it was shown):
-    the same form sent again is the same order."""
+    the same form sent again is the same order. ``limit``: how many new orders one
+    ``source_ip`` may begin in a window (``TooManyCheckouts`` past it)."""
     from kopilka.tenancy.actions import get_tenant
 
     if checkout_key is not None:
@@ -160,6 +163,9 @@ def start_checkout(
             if known.type_id != type_id:
                 raise Refused(E.PAYMENT_MISMATCH, "this checkout form was for another type")
             return _order(conn, known)
+    moment = as_utc(now) if now else utcnow()
+    if limit is not None and source_ip:
+        _check_limit(conn, tenant_id, source_ip, limit, moment)
     settings = get_settings(conn, tenant_id)
     if not settings.online_enabled:
         raise Refused(E.ONLINE_SALE_OFF, "the studio does not sell memberships online")
@@ -174,7 +180,6 @@ def start_checkout(
         raise InvalidInput(E.INVALID_EMAIL, f"{email!r} is not an e-mail address") from error
     currency = get_tenant(conn, tenant_id).currency
     commission = commission_of(kind.price_minor, settings.commission_bp)
-    moment = as_utc(now) if now else utcnow()
     order_id = conn.execute(
         membership_orders.insert().returning(membership_orders.c.id),
         {
@@ -193,9 +198,46 @@ def start_checkout(
             "status": "created",
             "created_at": moment,
             "updated_at": moment,
+            "source_ip": source_ip[:64] if source_ip else None,
         },
     ).scalar_one()
     return get_order(conn, tenant_id, order_id)
+
+
+@dataclass(frozen=True)
+class CheckoutLimit:
+    per_address: int
+    window: timedelta
+
+
+class TooManyCheckouts(KopilkaError):
+    status = 429
+    title = "Too many checkouts"
+
+    def __init__(self, retry_after: timedelta) -> None:
+        seconds = max(1, int(retry_after.total_seconds()) + 1)
+        super().__init__(
+            E.TOO_MANY_CHECKOUTS,
+            f"too many checkouts from this address; try again in {seconds} s",
+            retry_after_seconds=seconds,
+        )
+
+
+def _check_limit(
+    conn: Connection, tenant_id: int, source_ip: str, limit: CheckoutLimit, moment: datetime
+) -> None:
+    """A public form that makes an order and asks a payment provider for a payment each
+    time it is sent: one address may begin ``per_address`` of them in ``window``."""
+    since = moment - limit.window
+    count, first = conn.execute(
+        select(func.count(), func.min(membership_orders.c.created_at)).where(
+            membership_orders.c.tenant_id == tenant_id,
+            membership_orders.c.source_ip == source_ip[:64],
+            membership_orders.c.created_at > since,
+        )
+    ).one()
+    if count >= limit.per_address:
+        raise TooManyCheckouts(as_utc(first) + limit.window - moment)
 
 
 def attach_payment(

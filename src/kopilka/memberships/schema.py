@@ -154,9 +154,12 @@ membership_orders = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("paid_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The address the checkout came from: how many one address begins is limited.
+    Column("source_ip", String(64), nullable=True),
     UniqueConstraint("provider", "provider_payment_id"),
     UniqueConstraint("tenant_id", "checkout_key"),
     Index("ix_membership_orders_tenant_status", "tenant_id", "status"),
+    Index("ix_membership_orders_source", "tenant_id", "source_ip", "created_at"),
     CheckConstraint(
         "status IN ('created', 'pending', 'paid', 'canceled', 'refunded')", name="status"
     ),

@@ -68,7 +68,7 @@ from kopilka.memberships.catalogue import (
     get_type,
 )
 from kopilka.memberships.error_codes import MembershipErrorCode as E
-from kopilka.memberships.sales import OrderView
+from kopilka.memberships.sales import CheckoutLimit, OrderView
 from kopilka.tenancy.actions import Tenant, get_tenant_by_slug
 from kopilka.web import i18n
 from kopilka.web.deps import CSRF_FIELD, get_engine, request_locale
@@ -339,6 +339,10 @@ def refusal_of(shop: Shop, code: str) -> Refusal:
             "Please contact the studio."
         ),
         E.ORDER_NOT_FOUND: _("This order does not exist."),
+        E.TOO_MANY_CHECKOUTS: _(
+            "Too many payments were started from your address. Nothing was charged; "
+            "please try again in a few minutes."
+        ),
     }
     text = texts.get(code) or _(
         "The payment could not be started. Please try again later or contact the studio."
@@ -454,8 +458,22 @@ def checkout_form(shop: ShopDep, type_id: int) -> Response:
 
 
 _CLIENTS_REFUSALS = frozenset(
-    {E.ONLINE_SALE_OFF, E.NOT_SOLD_ONLINE, E.MEMBERSHIP_TYPE_NOT_FOUND, E.INVALID_EMAIL}
+    {
+        E.ONLINE_SALE_OFF,
+        E.NOT_SOLD_ONLINE,
+        E.MEMBERSHIP_TYPE_NOT_FOUND,
+        E.INVALID_EMAIL,
+        E.TOO_MANY_CHECKOUTS,
+    }
 )
+
+
+def _checkout_limit() -> CheckoutLimit:
+    settings = get_app_settings()
+    return CheckoutLimit(
+        settings.checkout_limit_per_address,
+        timedelta(minutes=settings.checkout_limit_window_minutes),
+    )
 
 
 def _status_of(code: str) -> int:
@@ -504,6 +522,8 @@ def start(shop: ShopDep, type_id: int, posted: Posted) -> Response:
             locale=shop.locale,
             urls_for=shop.urls_for,
             checkout_key=_checkout_key(posted.get(CHECKOUT_KEY_FIELD, "")),
+            source_ip=shop.request.client.host if shop.request.client else None,
+            limit=_checkout_limit(),
         )
     except KopilkaError as error:
         log.warning(
@@ -513,7 +533,7 @@ def start(shop: ShopDep, type_id: int, posted: Posted) -> Response:
         # The client's own refusals are said as such; the provider's failure (it did not
         # answer, its settings are wrong) is the service's, not the client's: 503.
         status = error.status if error.code in _CLIENTS_REFUSALS else 503
-        return checkout_page(
+        page = checkout_page(
             shop,
             type_id,
             offer,
@@ -521,6 +541,9 @@ def start(shop: ShopDep, type_id: int, posted: Posted) -> Response:
             refusal=refusal_of(shop, error.code),
             status_code=status,
         )
+        if "retry_after_seconds" in error.params:
+            page.headers["Retry-After"] = str(error.params["retry_after_seconds"])
+        return page
     target = order.redirect_url or shop.url(f"/orders/{order.token}")
     response = RedirectResponse(target, status_code=303)
     if shop.picked is not None:
