@@ -888,3 +888,41 @@ def test_one_address_begins_only_so_many_checkouts(
         assert send_checkout(client(web), shop, email="other@example.ru").status_code == 303
     finally:
         get_settings.cache_clear()
+
+
+def test_provider_secrets_are_never_logged_nor_shown(
+    web: Web,
+    shop: Studio,
+    yookassa: YooKassaStandIn,
+    stripe_api: StripeStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every log record of whole sales through both providers, a provider refusing our
+    key and a provider that does not answer, at DEBUG and from every library: no secret
+    in any of them; the settings screen shows a stored secret only masked."""
+    caplog.set_level(logging.DEBUG)
+    secrets_ = [yookassa.secret_key, stripe_api.secret_key, stripe_api.webhook_secret]
+    for provider, stand_in in (("yookassa", yookassa), ("stripe", stripe_api)):
+        set_online(shop, provider=provider, provider_config=stand_in.config())
+        assert send_checkout(client(web), shop).status_code == 303
+        # The provider refuses our key; then it does not answer at all.
+        set_online(
+            shop,
+            provider=provider,
+            provider_config=stand_in.config(secret_key="sk_wrong_k3y_0123456789"),
+        )
+        assert send_checkout(client(web), shop).status_code == 503
+        secrets_.append("sk_wrong_k3y_0123456789")
+        set_online(
+            shop, provider=provider, provider_config=stand_in.config(api_base="http://127.0.0.1:9/")
+        )
+        assert send_checkout(client(web), shop).status_code == 503
+        set_online(shop, provider=provider, provider_config=stand_in.config())
+    owner = web.sign_in("owner")
+    screen = owner.get("/settings/memberships")
+    assert screen.status_code == 200
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert len(caplog.records) > 20  # the run was heard
+    for secret in secrets_:
+        assert secret not in logged, secret
+        assert secret not in screen.text, secret
