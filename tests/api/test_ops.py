@@ -36,6 +36,13 @@ def test_an_unreachable_database_is_503_not_500() -> None:
     reply = client.get("/api/v1/accounts", headers=bearer("kps_anything"))
     assert_problem(reply, 503, "service_unavailable")
     assert reply.headers["retry-after"]
+    # A person gets a page in their language, with the same status.
+    page = client.get("/cards", headers={"Accept-Language": "ru", "Cookie": "kopilka_session=x"})
+    assert page.status_code == 503 and page.headers["retry-after"]
+    assert "text/html" in page.headers["content-type"]
+    assert "Копилка ненадолго недоступна" in page.text
+    login = client.get("/login", headers={"Accept-Language": "en"})
+    assert login.status_code in (200, 503)  # the sign-in form needs no database
     app.state.engine.dispose()
 
 
@@ -93,6 +100,19 @@ def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
         headers={**api.auth, "content-type": "application/json"},
     )
     assert_problem(broken, 422, "invalid_request")
+    # Bodies the framework cannot read at all were a bare 400 `http_400` (schemathesis).
+    not_utf8 = api.client.post(
+        "/api/v1/units",
+        content=b'{"code": "\xff\xfe"}',
+        headers={**api.auth, "content-type": "application/json"},
+    )
+    assert assert_problem(not_utf8, 422, "invalid_request")["errors"][0]["field"] == "body"
+    torn = api.client.post(
+        "/api/v1/loyalty/reconciliation",
+        content=b"--x\r\n1971--x--\r\n",
+        headers={**api.auth, "content-type": "multipart/form-data; boundary=x"},
+    )
+    assert_problem(torn, 422, "invalid_request")
     huge = api.client.get("/api/v1/accounts/99999999999999999999", headers=api.auth)
     assert_problem(huge, 422, "invalid_request")
     source, wallet = api.funded("5.00")

@@ -44,6 +44,13 @@ class FieldError(BaseModel):
     type: str
 
 
+class RowProblem(BaseModel):
+    line: int = Field(description="Line of the file; the header is line 1")
+    column: str | None = Field(description="As the file's header names it; null: the row")
+    code: str = Field(examples=["amount_too_precise"])
+    message: str
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem; further members carry the error's parameters."""
 
@@ -55,8 +62,10 @@ class Problem(BaseModel):
     detail: str = Field(examples=["account 7 has 3.00 RUB available, 10.00 was asked"])
     code: str = Field(examples=["insufficient_funds"])
     instance: str = Field(examples=["/api/v1/transfers"])
-    errors: list[FieldError] | None = Field(
-        default=None, description="Only for `invalid_request`: each bad field and why"
+    errors: list[FieldError] | list[RowProblem] | None = Field(
+        default=None,
+        description="For `invalid_request`: each bad field and why; for `invalid_import`: "
+        "each bad row of the file",
     )
 
 
@@ -196,6 +205,18 @@ def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400:
+        # Only the framework raises a bare 400: a body it cannot read at all (JSON that is
+        # not UTF-8, a broken multipart form). Malformed input like any other: 422.
+        message = f"the body cannot be read ({error.detail})"
+        return problem_response(
+            code=CommonErrorCode.INVALID_REQUEST,
+            title="Invalid request",
+            status=422,
+            detail=f"body: {message}",
+            instance=request.url.path,
+            errors=[{"field": "body", "message": message, "type": "body_unreadable"}],
+        )
     if error.status_code == 404:
         code, detail = str(CommonErrorCode.NOT_FOUND), f"there is nothing at {request.url.path}"
     elif error.status_code == 405:
@@ -287,6 +308,11 @@ def _driver_error_classes() -> list[type[Exception]]:
         return classes
     classes.append(psycopg.Error)
     return classes
+
+
+def database_error_classes() -> list[type[Exception]]:
+    """What a database that cannot be reached raises: each has a handler here."""
+    return [DBAPIError, PoolTimeoutError, *_driver_error_classes()]
 
 
 def install_problem_handlers(app: FastAPI) -> None:

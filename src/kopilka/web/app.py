@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kopilka.api.problems import database_error_classes
 from kopilka.api.routes import API_PREFIX
 from kopilka.web import i18n
 from kopilka.web.deps import (
@@ -118,6 +119,24 @@ def install_web(app: FastAPI) -> None:
         i18n.set_locale(request_locale(request))
         return render(None, "error.html", request=request, status_code=400, error="bad_request")
 
+    def unavailable_as_page(api_handler: Any) -> Any:
+        """The database down: an API caller gets its 503 problem, a person a page that
+        says so in their language (the same status and ``Retry-After``)."""
+
+        async def handler(request: Request, exc: Exception) -> Any:
+            response = await _call(api_handler, request, exc)
+            if not _is_web(request.url.path) or response.status_code != 503:
+                return response
+            i18n.set_locale(request_locale(request))
+            page = render(None, "error.html", request=request, status_code=503, error="unavailable")
+            page.headers["Retry-After"] = response.headers.get("Retry-After", "5")
+            return page
+
+        return handler
+
+    for error_class in database_error_classes():
+        api_handler = app.exception_handlers[error_class]
+        app.add_exception_handler(error_class, unavailable_as_page(api_handler))
     app.add_exception_handler(NeedsSignIn, needs_sign_in)
     app.add_exception_handler(WebForbidden, forbidden)
     app.add_exception_handler(CsrfFailed, csrf_failed)
