@@ -112,6 +112,11 @@ def _on_commit(conn: Connection) -> None:
 
 @event.listens_for(Engine, "rollback")
 def _on_rollback(conn: Connection) -> None:
+    if conn.invalidated:
+        # The database went away mid-transaction: the connection's info cannot be reached
+        # (reading it raises PendingRollbackError, a 500 instead of the 503 the lost
+        # connection deserves) and is cleared when SQLAlchemy reconnects anyway.
+        return
     conn.info.pop(_PENDING, None)
     conn.info.pop(_MARKS, None)
 
@@ -132,6 +137,8 @@ def _on_release_savepoint(conn: Connection, name: str | None, context: object) -
 
 @event.listens_for(Engine, "rollback_savepoint")
 def _on_rollback_savepoint(conn: Connection, name: str | None, context: object) -> None:
+    if conn.invalidated:  # as in _on_rollback
+        return
     # What was read under the savepoint may have been written under it: not kept.
     marks: list[int] = conn.info.get(_MARKS, [])
     if marks:
