@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kopilka.core.actor import Actor
 from kopilka.core.clock import utcnow
+from kopilka.ledger.accounts import system_account
 from tests.api.conftest import Api, assert_problem
 
 
@@ -143,3 +145,31 @@ def test_balance_at_a_moment_and_turnovers_over_a_period(api: Api) -> None:
     assert_problem(mixed, 422, "mixed_units")
     missing = api.get("/api/v1/turnovers", params=period)
     assert_problem(missing, 422, "invalid_request")
+
+
+def test_a_hot_system_account_shows_its_balance(api: Api) -> None:
+    """A hot account's balance is the sum of its shards (a NUMERIC on PostgreSQL): it was
+    a 500 there, found by schemathesis."""
+    with api.engine.begin() as conn:
+        issuance = system_account(
+            conn, tenant_id=api.tenant.id, unit_code="RUB", purpose="issuance", actor=Actor.cli("t")
+        ).id
+    wallet = api.account()
+    api.transfer(issuance, wallet, "12.50")
+    account = api.ok(api.get(f"/api/v1/accounts/{issuance}"))
+    assert account["is_hot"] is True and account["balance"] == "-12.50"
+    listed = api.ok(api.get("/api/v1/accounts", params={"kind": "system"}))["items"]
+    assert [(a["id"], a["balance"]) for a in listed] == [(issuance, "-12.50")]
+
+
+def test_a_moment_without_a_utc_equivalent_is_refused(api: Api) -> None:
+    """0001-01-01T00:00+00:01 is a valid ISO moment before year 1 in UTC: it was a 500."""
+    account = api.account()
+    early, late = "0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"
+    for path, params in (
+        ("/api/v1/turnovers", {"account_id": account, "from": early, "to": late}),
+        (f"/api/v1/accounts/{account}/turnovers", {"from": early, "to": late}),
+        (f"/api/v1/accounts/{account}/balance", {"at": late}),
+        (f"/api/v1/accounts/{account}/entries", {"from": early}),
+    ):
+        assert_problem(api.get(path, params=params), 422, "invalid_request")

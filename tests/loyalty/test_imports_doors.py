@@ -111,6 +111,13 @@ def test_http_bad_file_lists_every_row_and_roles(shop: Shop) -> None:
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     missing = upload(shop, GOOD, program_id="999999999")
     assert missing.status_code == 404 and missing.json()["code"] == "program_not_found"
+    # The day before 0001-01-01 does not exist: it was a 500 (schemathesis).
+    early = upload(shop, GOOD, start_date="0001-01-01")
+    assert early.status_code == 422 and early.json()["code"] == "invalid_import"
+    # A card valid through 31.12.9999 would expire on a day that does not exist.
+    last = upload(shop, "Номер;Срок\n7100000009;31.12.9999\n".encode())
+    assert last.status_code == 422, last.text
+    assert [e["code"] for e in last.json()["errors"]] == ["invalid_date"]
 
 
 @pytest.fixture

@@ -82,6 +82,14 @@ def test_balances_as_json_pages_and_totals(shop: Shop, client: TestClient) -> No
         BALANCES, params={**MARCH, "include_idle": "true", "cursor": page["next_cursor"]}
     ).json()
     assert [i["card"] for i in rest["items"]] == [other.number] and rest["next_cursor"] is None
+    # A superscript digit is a digit to str.isdigit, not to int: it was a 500 (schemathesis).
+    for bad in ("¹", "9" * 30):
+        odd = client.get(BALANCES, params={**MARCH, "cursor": bad})
+        assert odd.status_code == 422 and odd.json()["code"] == "invalid_report", odd.text
+    # Days whose midnight in Moscow has no UTC equivalent: they were a 500 (schemathesis).
+    for day in ("0001-01-01", "9999-12-31"):
+        edge = client.get(BALANCES, params={"from": day, "to": day})
+        assert edge.status_code == 422 and edge.json()["code"] == "invalid_report", edge.text
     # April: the night's expiry (1 April, 06:00 Moscow time).
     april = client.get(BALANCES, params={"from": "2031-04-01", "to": "2031-04-30"}).json()
     assert april["items"][0]["expired"] == "5.00"
@@ -171,3 +179,8 @@ def test_reconciliation_by_json_csv_body_and_file(shop: Shop, client: TestClient
     assert every["checked"] == 1 and every["lines"][0]["pos_balance"] is None
     bad = client.post(path, json={"cards": [{"number": card.number, "balance": "x"}]})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_reconciliation"
+    # Neither UTF-8 nor Windows-1251 (0x98 is unassigned there): it was a 500 (schemathesis).
+    garbled = client.post(
+        path, content=b"number;balance\n\x98\xff;1\n", headers={"Content-Type": "text/csv"}
+    )
+    assert garbled.status_code == 422 and garbled.json()["code"] == "invalid_reconciliation"

@@ -9,10 +9,10 @@ same bytes (which is what makes idempotent replays identical).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from kopilka.api.deps import MAX_ID
 from kopilka.core.clock import utcnow
@@ -21,6 +21,18 @@ from kopilka.ledger.accounts import AccountView, Policy, UnitView
 from kopilka.ledger.balances import HistoryLine, Turnover
 from kopilka.ledger.holds import HoldView
 from kopilka.ledger.posting import MAX_ENTRIES, PostedTransfer
+
+
+def _exists_in_utc(moment: datetime) -> datetime:
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the moment is out of range") from None
+    return moment
+
+
+# A moment with its offset that has a UTC equivalent (0001-01-01T00:00+01:00 has none).
+Moment = Annotated[AwareDatetime, AfterValidator(_exists_in_utc)]
 
 DecimalText = Annotated[
     str,
@@ -233,10 +245,10 @@ def turnover_out(turnover: Turnover) -> TurnoverOut:
 class EntryIn(Strict):
     account_id: int = Field(gt=0, le=MAX_ID)
     amount: SignedDecimalText
-    available_at: AwareDatetime | None = Field(
+    available_at: Moment | None = Field(
         default=None, description="Credits to a lot account: when the lot becomes spendable"
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Moment | None = Field(
         default=None, description="Credits to a lot account: when the lot expires"
     )
 
@@ -250,8 +262,8 @@ class TransferIn(Strict):
     unit: UnitCode | None = Field(
         default=None, description="If given, must be the accounts' unit (a safety check)"
     )
-    available_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    available_at: Moment | None = None
+    expires_at: Moment | None = None
     entries: list[EntryIn] | None = Field(default=None, min_length=2, max_length=MAX_ENTRIES)
     kind: str = Field(
         default="transfer", min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_.-]*$"
@@ -338,7 +350,7 @@ class HoldIn(Strict):
     credit_account_id: int = Field(gt=0, le=MAX_ID)
     amount: DecimalText
     unit: UnitCode | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
     ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
     description: str = Field(default="", max_length=1000)
     metadata: Meta = None

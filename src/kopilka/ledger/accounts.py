@@ -513,11 +513,14 @@ def find_accounts(
 def _account_view(conn: Connection, row: Any, now: datetime) -> AccountView:
     balance, held = row.balance_minor, row.held_minor
     if row.is_hot:
-        balance = conn.execute(
-            select(func.coalesce(func.sum(balance_shards.c.balance_minor), 0)).where(
-                balance_shards.c.account_id == row.id
-            )
-        ).scalar_one()
+        # SUM of a BIGINT is NUMERIC on PostgreSQL (a Decimal here): back to int.
+        balance = int(
+            conn.execute(
+                select(func.coalesce(func.sum(balance_shards.c.balance_minor), 0)).where(
+                    balance_shards.c.account_id == row.id
+                )
+            ).scalar_one()
+        )
     available: int | None
     if row.policy == Policy.UNLIMITED:
         available = None

@@ -588,7 +588,10 @@ def _cell(column: str, cell: str, program: Program, check_digit: bool) -> Any:
     if column == "email":
         return normalise_email(text) if text else None
     if column == "expires":
-        return parse_date(text)
+        day = parse_date(text)
+        if day == date.max:  # valid through it: expires the day after, which does not exist
+            raise InvalidInput(RowCode.INVALID_DATE, f"{text.strip()!r} is past the last date")
+        return day
     if column == "status":
         return parse_status(text)
     if column == "checks":
@@ -605,7 +608,12 @@ def _cell(column: str, cell: str, program: Program, check_digit: bool) -> Any:
 def opening_moment(start_date: date, timezone: str) -> datetime:
     """The last microsecond of the day before ``start_date`` in ``timezone``, in UTC."""
     midnight = datetime.combine(start_date, time(0), tzinfo=ZoneInfo(timezone))
-    return midnight.astimezone(UTC) - timedelta(microseconds=1)
+    try:
+        return midnight.astimezone(UTC) - timedelta(microseconds=1)
+    except OverflowError:  # the first days of year 1
+        raise InvalidInput(
+            E.INVALID_IMPORT, f"the start date {start_date.isoformat()} is out of range"
+        ) from None
 
 
 def content_import_id(data: bytes) -> str:

@@ -178,7 +178,8 @@ def _by_operation(conn: Connection, tenant_id: int, channel: str, operation_id: 
 
 def _ref_id(ref: str | int) -> int | None:
     text = str(ref).strip()
-    if not text.isdigit() or len(text) > 18:
+    # isascii: "¹" and "٣" are digits to isdigit, not to int.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
     return int(text)
 

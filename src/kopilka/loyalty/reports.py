@@ -106,9 +106,12 @@ def day_period(first: date, last: date, timezone: str) -> tuple[datetime, dateti
     if (last - first).days > MAX_PERIOD_DAYS:
         raise InvalidInput(E.INVALID_REPORT, f"a period is at most {MAX_PERIOD_DAYS} days")
     zone = ZoneInfo(timezone)
-    start = datetime.combine(first, time(0), tzinfo=zone)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
-    return as_utc(start), as_utc(end)
+    try:
+        start = datetime.combine(first, time(0), tzinfo=zone)
+        end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone)
+        return as_utc(start), as_utc(end)
+    except OverflowError:  # the first hours of year 1, the last day of 9999
+        raise InvalidInput(E.INVALID_REPORT, "the period is out of range") from None
 
 
 # --------------------------------------------------------------------------- figures
@@ -640,6 +643,18 @@ def csv_chunks(
     yield buffer.getvalue()
 
 
+# A spreadsheet takes a cell that starts with one of these for a formula (CSV injection:
+# a holder named ``=HYPERLINK(…)`` would run when the report is opened).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: object) -> str:
+    """Text for a CSV cell, a leading apostrophe before what would start a formula (the
+    spreadsheet shows the text as typed; XLSX cells are written as strings instead)."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _csv_line(row: TurnoverRow | TurnoverTotal, locale: str, comma: bool) -> list[str]:
     line = []
     for what, value in _cells(row, locale):
@@ -647,6 +662,8 @@ def _csv_line(row: TurnoverRow | TurnoverTotal, locale: str, comma: bool) -> lis
             line.append(_decimal_text(value, row.exponent, comma))
         elif what == "money":
             line.append(_decimal_text(value, row.currency_exponent, comma))
+        elif what == "text":
+            line.append(csv_text(value))
         else:
             line.append(str(value))
     return line

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import Connection
 
 from kopilka.api.deps import (
@@ -27,6 +27,7 @@ from kopilka.api.schemas import (
     BalanceOut,
     CreditLimitIn,
     EntryLineList,
+    Moment,
     TurnoverOut,
     account_out,
     entry_line_out,
@@ -48,8 +49,8 @@ from kopilka.ledger.posting import run_transaction
 
 router = APIRouter(prefix=API_PREFIX, tags=["accounts"])
 
-From = Annotated[AwareDatetime, Query(alias="from", description="Start of the period, inclusive")]
-To = Annotated[AwareDatetime, Query(alias="to", description="End of the period, exclusive")]
+From = Annotated[Moment, Query(alias="from", description="Start of the period, inclusive")]
+To = Annotated[Moment, Query(alias="to", description="End of the period, exclusive")]
 
 
 @router.get("/accounts", responses=problem_responses(401, 422, 503))
@@ -152,7 +153,7 @@ def read_balance(
     principal: CurrentPrincipal,
     engine: EngineDep,
     at: Annotated[
-        AwareDatetime | None, Query(description="The moment (default: now), with offset")
+        Moment | None, Query(description="The moment (default: now), with offset")
     ] = None,
 ) -> BalanceOut:
     """The balance after every entry posted at or before ``at``."""
@@ -171,10 +172,8 @@ def read_entries(
     principal: CurrentPrincipal,
     engine: EngineDep,
     page: PageDep,
-    start: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Posted at or after")
-    ] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to", description="Posted before")] = None,
+    start: Annotated[Moment | None, Query(alias="from", description="Posted at or after")] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="Posted before")] = None,
 ) -> EntryLineList:
     """The account's entries, oldest first, each with the running balance after it."""
     with read_only(engine) as conn:

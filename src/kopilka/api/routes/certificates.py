@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from kopilka.api.deps import (
@@ -31,6 +31,7 @@ from kopilka.api.deps import (
 from kopilka.api.problems import problem_responses
 from kopilka.api.routes import API_PREFIX
 from kopilka.api.routes.transfers import REPLAYED_HEADER
+from kopilka.api.schemas import Moment
 from kopilka.core.db import read_only
 from kopilka.core.money import format_amount, parse_amount
 from kopilka.ledger.posting import run_transaction
@@ -270,7 +271,7 @@ def read(number: Number, principal: StaffPrincipal, engine: EngineDep) -> Certif
 
 class SaleIn(Strict):
     nominal: Amount
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Moment | None = Field(
         default=None, description="when it expires; default: its validity from now, if any"
     )
     validity_days: ValidityDays = None

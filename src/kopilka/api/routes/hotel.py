@@ -540,7 +540,7 @@ def property_create(
     return PropertyOut(id=made.id, name=made.name)
 
 
-@router.get("/rooms", responses=problem_responses(401, 403, 503))
+@router.get("/rooms", responses=problem_responses(401, 403, 422, 503))
 def rooms_list(
     principal: DeskPrincipal,
     engine: EngineDep,
@@ -593,7 +593,7 @@ def guest_create(body: GuestIn, principal: DeskPrincipal, engine: EngineDep) -> 
     )
 
 
-@router.get("/guests/{guest_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/guests/{guest_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def guest_get(guest_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> GuestOut:
     with read_only(engine) as conn:
         return guest_out(stays.get_guest(conn, principal.tenant_id, guest_id))
@@ -647,7 +647,7 @@ def stays_find(
         return StayList(items=[stay_out(conn, principal.tenant_id, s) for s in found])
 
 
-@router.get("/stays/{stay_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/stays/{stay_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def stay_get(stay_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> StayOut:
     with read_only(engine) as conn:
         return stay_out(
@@ -738,7 +738,7 @@ def stay_guest_folio(
 # --------------------------------------------------------------------------- folios
 
 
-@router.get("/folios/{folio_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/folios/{folio_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def folio_get(folio_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> FolioOut:
     """The folio: its balance, invoices with their lines, payments, refunds, receipts."""
     with read_only(engine) as conn:
@@ -782,7 +782,7 @@ def folio_charge(
     return out
 
 
-@router.get("/invoices/{invoice_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/invoices/{invoice_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def invoice_get(invoice_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> InvoiceOut:
     """An invoice with its lines (a POS order: its check, time and what was ordered)."""
     with read_only(engine) as conn:

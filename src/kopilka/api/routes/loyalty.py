@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection, Engine, select
 
 from kopilka.api.deps import (
@@ -34,6 +34,7 @@ from kopilka.api.deps import (
 from kopilka.api.problems import problem_responses
 from kopilka.api.routes import API_PREFIX
 from kopilka.api.routes.transfers import REPLAYED_HEADER
+from kopilka.api.schemas import Moment
 from kopilka.core.clock import utcnow
 from kopilka.core.db import one_of, read_only
 from kopilka.core.errors import InvalidInput, KopilkaError, NotFound
@@ -414,7 +415,7 @@ class CardIn(Strict):
     holder_name: str | None = Field(default=None, max_length=200)
     holder_phone: str | None = Field(default=None, max_length=32)
     holder_email: str | None = Field(default=None, max_length=200)
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 @router.post(
@@ -451,7 +452,7 @@ class RangeIn(Strict):
     width: int | None = Field(
         default=None, ge=1, le=32, description="serial digits (zero-padded); default: those of last"
     )
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 class RangeOut(BaseModel):
@@ -620,7 +621,7 @@ class ChangeProgramIn(SelectionIn):
 
 
 class SetExpiryIn(SelectionIn):
-    expires_at: AwareDatetime | None = Field(description="null: the cards never expire")
+    expires_at: Moment | None = Field(description="null: the cards never expire")
 
 
 class GroupOut(BaseModel):

@@ -219,7 +219,8 @@ def balances(
 def _after_card(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # isascii: "¹" is a digit to isdigit, not to int.
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise InvalidInput(E.INVALID_REPORT, "the cursor is not one this report gave out")
     return int(cursor)
 
@@ -462,7 +463,12 @@ def _from_csv(raw: bytes) -> ReconciliationIn:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("cp1251")  # what Excel in Russia saves as "CSV"
+        try:
+            text = raw.decode("cp1251")  # what Excel in Russia saves as "CSV"
+        except UnicodeDecodeError as error:
+            raise InvalidInput(
+                E.INVALID_RECONCILIATION, "the file is neither UTF-8 nor Windows-1251 text"
+            ) from error
     reported = reconciliations.parse_reported_csv(text)
     try:
         cards = [

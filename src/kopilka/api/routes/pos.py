@@ -322,7 +322,7 @@ def commit(
     return check_out(check, program)
 
 
-@router.get("/checks/{check_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/checks/{check_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def read_check(check_id: CheckId, principal: TerminalPrincipal, engine: EngineDep) -> CheckOut:
     with read_only(engine) as conn:
         check = pos.get_check(conn, principal.tenant_id, _terminal_id(principal), check_id)

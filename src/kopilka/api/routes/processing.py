@@ -215,7 +215,7 @@ def redeem(
     return redemption_out(done)
 
 
-@router.get("/redemptions/{ref}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/redemptions/{ref}", responses=problem_responses(401, 403, 404, 422, 503))
 def read_redemption(ref: Ref, principal: TerminalPrincipal, engine: EngineDep) -> RedemptionOut:
     """A write-off or refund this terminal made."""
     with read_only(engine) as conn:

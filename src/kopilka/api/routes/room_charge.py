@@ -119,7 +119,7 @@ def room_charge_post(
     return out
 
 
-@router.get("/room-charges/{check_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/room-charges/{check_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def room_charge_get(
     check_id: CheckId, principal: TerminalPrincipal, engine: EngineDep
 ) -> InvoiceOut:

@@ -581,7 +581,7 @@ def tariff_create(body: TariffIn, principal: SettingsPrincipal, engine: EngineDe
     return _write(engine, work)
 
 
-@router.get("/tariffs/{tariff_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/tariffs/{tariff_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def tariff_get(tariff_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> TariffOut:
     with read_only(engine) as conn:
         found = tariffs.get_tariff(conn, principal.tenant_id, tariff_id)
@@ -640,7 +640,7 @@ def service_create(body: ServiceIn, principal: SettingsPrincipal, engine: Engine
 
 
 @router.get(
-    "/promised-payment-services/{service_id}", responses=problem_responses(401, 403, 404, 503)
+    "/promised-payment-services/{service_id}", responses=problem_responses(401, 403, 404, 422, 503)
 )
 def service_get(service_id: ObjectId, principal: DeskPrincipal, engine: EngineDep) -> ServiceOut:
     with read_only(engine) as conn:
@@ -841,7 +841,7 @@ def subscriber_create(
     return _write(engine, work)
 
 
-@router.get("/{subscriber_id}", responses=problem_responses(401, 403, 404, 503))
+@router.get("/{subscriber_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def subscriber_get(
     subscriber_id: ObjectId, principal: DeskPrincipal, engine: EngineDep
 ) -> SubscriberDetailOut:
@@ -1066,7 +1066,7 @@ def promised_list(
 
 @router.get(
     "/{subscriber_id}/promised-payments/offers",
-    responses=problem_responses(401, 403, 404, 503),
+    responses=problem_responses(401, 403, 404, 422, 503),
 )
 def promised_offers(
     subscriber_id: ObjectId, principal: DeskPrincipal, engine: EngineDep
