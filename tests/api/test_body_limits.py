@@ -143,3 +143,11 @@ def test_a_body_within_the_limit_is_read_and_judged_on_its_content(api: Api) -> 
     )
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_request"
+
+
+def test_a_length_that_only_looks_like_digits_is_no_length() -> None:
+    # "¹".isdigit() is true, int("¹") fails: such a header is read as no length at all.
+    from kopilka.api.limits import _content_length
+
+    assert _content_length({"headers": [(b"content-length", "¹".encode("latin-1"))]}) is None
+    assert _content_length({"headers": [(b"content-length", b"12")]}) == 12

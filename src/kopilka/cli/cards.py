@@ -98,7 +98,7 @@ def import_command(
 
 def _program_id(engine: Engine, tenant_id: int, program: str) -> int:
     with read_only(engine) as conn:
-        if program.strip().isdigit():
+        if program.strip().isascii() and program.strip().isdigit():
             return get_program(conn, tenant_id, int(program)).id
         found = conn.execute(
             select(loyalty_programs.c.id).where(

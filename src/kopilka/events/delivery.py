@@ -261,7 +261,7 @@ def _release(engine: Engine, job: _Job) -> None:
 
 def _retry_after(value: str | None) -> timedelta | None:
     """``Retry-After`` in seconds (the HTTP-date form is not worth a parser here)."""
-    if value is None or not value.strip().isdigit():
+    if value is None or not (value.strip().isascii() and value.strip().isdigit()):
         return None
     return timedelta(seconds=min(int(value.strip()), 10**7))
 

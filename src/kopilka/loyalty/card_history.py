@@ -652,7 +652,7 @@ class _Explainer:
         """A hotel bill (or another processing client's payment) paid with the card's
         points, or points such a payment gave back."""
         channel = redemption.channel
-        if channel.startswith("terminal:") and channel[9:].isdigit():
+        if channel.startswith("terminal:") and channel[9:].isascii() and channel[9:].isdigit():
             where = f"terminal {self.terminals.get(int(channel[9:]), channel[9:])}"
         else:
             where = "hotel folio" if channel == "folio" else channel

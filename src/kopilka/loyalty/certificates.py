@@ -215,7 +215,7 @@ def list_certificates(
         query = query.where(certificates.c.status == status)
     if number_prefix:
         prefix = number_prefix.replace(" ", "").replace("-", "")
-        if not prefix.isdigit():
+        if not (prefix.isascii() and prefix.isdigit()):
             raise InvalidInput(E.INVALID_CERTIFICATE_NUMBER, "a number prefix is digits only")
         query = query.where(certificates.c.number.startswith(prefix, autoescape=True))
     return [_view(row) for row in conn.execute(query)]

@@ -129,9 +129,14 @@ def find_membership(conn: Connection, tenant_id: int, text: str) -> MembershipVi
     raw = text.strip() if isinstance(text, str) else ""
     compact = raw.replace(" ", "").replace("-", "").upper()
     candidates = {raw.upper()}
-    if compact.isdigit() and len(compact) <= 12:
+    if compact.isascii() and compact.isdigit() and len(compact) <= 12:
         candidates.add(f"M-{int(compact):06d}")
-    if compact.startswith("M") and compact[1:].isdigit() and len(compact) <= 13:
+    if (
+        compact.startswith("M")
+        and compact[1:].isascii()
+        and compact[1:].isdigit()
+        and len(compact) <= 13
+    ):
         candidates.add(f"M-{int(compact[1:]):06d}")
     rows = conn.execute(
         _query().where(

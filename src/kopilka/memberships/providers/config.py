@@ -72,7 +72,7 @@ def whole_number(
     value = raw.get(name)
     if value in (None, ""):
         return default
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise bad(name, f"{name} is a whole number{unit} from {low} to {high}, not {value!r}")

@@ -333,7 +333,7 @@ def check_signature(body: bytes, value: str | None, secret: str, now: float) -> 
         name, _, text = part.strip().partition("=")
         parts.setdefault(name, text)
     stamp = parts.get("t", "")
-    if not stamp.isdigit() or "v1" not in parts:
+    if not (stamp.isascii() and stamp.isdigit()) or "v1" not in parts:
         raise ForgedNotification(f"no {SIGNATURE_HEADER} header of the form t=...,v1=...")
     if abs(now - int(stamp)) > TOLERANCE_SECONDS:
         raise ForgedNotification(f"{SIGNATURE_HEADER} is more than 5 minutes away from now")

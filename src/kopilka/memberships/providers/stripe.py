@@ -168,7 +168,9 @@ def payment_of(session: Mapping[str, Any], state: PaymentState | None = None) ->
         amount_minor=from_stripe_amount(amount, currency),
         currency=currency.upper(),
         redirect_url=url if state is PaymentState.PENDING and isinstance(url, str) else None,
-        order_id=int(order_id) if isinstance(order_id, str) and order_id.isdigit() else None,
+        order_id=int(order_id)
+        if isinstance(order_id, str) and order_id.isascii() and order_id.isdigit()
+        else None,
         raw=dict(session),
     )
 
@@ -389,7 +391,12 @@ class StripeProvider:
 def _refuse_from_the_future(signature: str) -> None:
     """The SDK refuses a stale timestamp; one from far ahead is no more believable."""
     stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
-    if stamps and stamps[0].isdigit() and int(stamps[0]) > time.time() + TOLERANCE_SECONDS:
+    if (
+        stamps
+        and stamps[0].isascii()
+        and stamps[0].isdigit()
+        and int(stamps[0]) > time.time() + TOLERANCE_SECONDS
+    ):
         raise ForgedNotification("Stripe-Signature's timestamp is in the future")
 
 

@@ -238,7 +238,9 @@ def payment_of(data: Mapping[str, Any]) -> ProviderPayment:
         amount_minor=amount_minor,
         currency=currency,
         redirect_url=redirect_url,
-        order_id=int(order_id) if isinstance(order_id, str) and order_id.isdigit() else None,
+        order_id=int(order_id)
+        if isinstance(order_id, str) and order_id.isascii() and order_id.isdigit()
+        else None,
         raw=dict(data),
     )
 

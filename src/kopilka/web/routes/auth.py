@@ -201,7 +201,7 @@ async def switch_branch(page: PageDep) -> Response:
     data = await page.request.form()
     raw = str(data.get("branch_id") or "")
     next_url = safe_next(str(data.get("next") or "/"))
-    chosen = int(raw) if raw.isdigit() else None
+    chosen = int(raw) if (raw.isascii() and raw.isdigit()) else None
     if chosen is not None and all(b.id != chosen for b in page.branches):
         chosen = None
     with page.engine.begin() as conn:

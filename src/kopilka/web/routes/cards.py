@@ -223,7 +223,7 @@ def cards_group(page: ManagePage, posted: Posted) -> Response:
     back = "/cards" + (f"?{posted.get('query')}" if posted.get("query") else "")
     if action not in GROUP_ACTIONS:
         return redirect(back, page.request)
-    ticked = [int(str(v)) for v in posted.getlist("card") if str(v).isdigit()]
+    ticked = [int(str(v)) for v in posted.getlist("card") if str(v).isascii() and str(v).isdigit()]
 
     def work(conn: Connection) -> int:
         ids = ticked
@@ -251,7 +251,7 @@ def cards_group(page: ManagePage, posted: Posted) -> Response:
             return card_ops.delete_unused(conn, **common)
         if action == "program":
             target = str(posted.get("program_id") or "")
-            if not target.isdigit():
+            if not (target.isascii() and target.isdigit()):
                 raise_invalid(_("Choose the program to move the cards to."))
             return card_ops.change_program(conn, program_id=int(target), **common)
         text = str(posted.get("expires", "")).strip()

@@ -88,7 +88,7 @@ def _exponent(page: Page) -> int:
 
 @router.get("/cards/certificates")
 def certificates_list(page: CardsPage, q: str = "", status: str = "", after: int = 0) -> Response:
-    prefix = "".join(ch for ch in q if ch.isdigit())
+    prefix = "".join(ch for ch in q if ch.isascii() and ch.isdigit())
     chosen = status if status in CERT_STATUSES else None
     with read_only(page.engine) as conn:
         found = certs.list_certificates(

@@ -157,7 +157,9 @@ def _url_params(page: Page, *names: str) -> list[tuple[str, str]]:
 
 
 def _page_size(raw: str | None, default: int) -> int:
-    return int(raw) if raw and raw.isdigit() and int(raw) in PAGE_SIZES else default
+    return (
+        int(raw) if raw and raw.isascii() and raw.isdigit() and int(raw) in PAGE_SIZES else default
+    )
 
 
 # --------------------------------------------------------------------------- accounts
@@ -182,7 +184,7 @@ def account_list(page: ReportsPage) -> Response:
             accounts.c.owner_id.icontains(q, autoescape=True),
         ]
         number = q.removeprefix("#")
-        if number.isdigit() and len(number) < 18:
+        if number.isascii() and number.isdigit() and len(number) < 18:
             words.append(accounts.c.id == int(number))
         where.append(or_(*words))
     if unit_code:

@@ -107,7 +107,7 @@ def _program_choices(conn: Connection, page: Page) -> list[SelectChoice]:
 
 def _chosen_id(field: SelectField) -> int | None:
     value = str(field.data or "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 # --------------------------------------------------------------------------- balances
@@ -193,7 +193,11 @@ def cards_report(page: ReportsPage) -> Response:
     if wanted in FORMATS:
         return _download(page, period, options, wanted)
     after_text = params.get("after", "")
-    after = int(after_text) if after_text.isdigit() and len(after_text) < 18 else None
+    after = (
+        int(after_text)
+        if after_text.isascii() and after_text.isdigit() and len(after_text) < 18
+        else None
+    )
     try:
         with read_only(page.engine) as conn:
             report = reports.balances_and_turnovers(

@@ -202,7 +202,7 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
     """The request's body, or ``None`` when it is longer than ``limit`` bytes (found
     before it is read whole)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
