@@ -94,6 +94,7 @@ def test_a_declared_length_above_the_limit_is_refused_unread(app: FastAPI) -> No
     problem = json.loads(sent.body)
     assert problem["code"] == "body_too_large" and problem["limit"] == limit
     assert sent.headers["content-type"] == "application/problem+json"
+    assert sent.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_body_without_its_length_is_cut_at_the_limit(app: FastAPI) -> None:

@@ -88,6 +88,10 @@ class ObserveMiddleware:
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                # No reply is ever to be sniffed into another type (the web's pages set
+                # it among their security headers already).
+                if not any(name == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -58,6 +58,10 @@ from kopilka.tenancy.schema import tenants
 log = logging.getLogger(__name__)
 
 
+# Jitter for retries: a generator of its own, never the process-wide ``random``.
+_JITTER = random.Random()  # noqa: S311
+
+
 class _WithoutQueries(logging.Filter):
     """httpx logs each request's URL at INFO; a webhook URL's query may hold the
     receiver's own token, so the query goes before the line does."""
@@ -162,7 +166,7 @@ def retry_delay(
     attempts: int,
     *,
     retry_after: timedelta | None = None,
-    rand: Callable[[], float] = random.random,
+    rand: Callable[[], float] = _JITTER.random,
 ) -> timedelta:
     """How long to wait after ``attempts`` failed tries: ``RETRY_DELAYS`` with jitter, or
     the receiver's ``Retry-After`` when that is longer (at most the longest delay)."""

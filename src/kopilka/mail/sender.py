@@ -68,12 +68,16 @@ MIN_LEASE = timedelta(minutes=5)
 DROPPED = "dropped"  # the message was deleted while it was being sent
 
 
+# Jitter for retries: a generator of its own, never the process-wide ``random``.
+_JITTER = random.Random()  # noqa: S311
+
+
 def lease(timeout_seconds: float) -> timedelta:
     """How long a claimed message is kept from other workers."""
     return max(MIN_LEASE, timedelta(seconds=LEASE_STEPS * timeout_seconds))
 
 
-def retry_delay(attempts: int, *, rand: Callable[[], float] = random.random) -> timedelta:
+def retry_delay(attempts: int, *, rand: Callable[[], float] = _JITTER.random) -> timedelta:
     """How long to wait after ``attempts`` failed tries: ``RETRY_DELAYS`` with jitter."""
     assert 1 <= attempts < MAX_ATTEMPTS
     base = RETRY_DELAYS[attempts - 1]

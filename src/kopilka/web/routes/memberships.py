@@ -128,6 +128,9 @@ def _messages() -> dict[str, str]:
         E.VISITOR_NOT_FOUND: _("Choose a visitor from the list."),
         E.ORDER_NOT_PAID: _("The payment is refunded whole already: nothing is left to refund."),
         E.MEMBERSHIP_OPERATION_CONFLICT: _("This form was sent already; reload the page."),
+        E.TOO_MANY_CHECKOUTS: _(
+            "Too many payments were started from one address lately; try again in a few minutes."
+        ),
         LoyaltyErrorCode.INVALID_PHONE: _("Enter a phone number, such as +7 916 123-45-67."),
         ProviderErrorCode.INVALID_PROVIDER_CONFIG: _("Check the payment provider's settings."),
         ProviderErrorCode.UNKNOWN_PROVIDER: _("Choose a payment provider from the list."),
