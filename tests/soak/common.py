@@ -831,6 +831,24 @@ def audit_pos(engine: Engine, world: PosWorld, ops: list[Op]) -> Audit:
         claimed.update(keys)
         return bool(keys)
 
+    def _settled_without_row(op: Op, what: str, found: list[Any], prefix: str) -> bool:
+        """A refused operation, or one whose row is missing: judged here (True), with
+        what it left counted; False: its row is there to be checked."""
+        if op.outcome == "refused":
+            if found or _claim(prefix):
+                audit.refused_written += 1
+                audit.note(f"{what} {op.key}: refused ({op.status}) but written")
+            return True
+        if found:
+            return False
+        if op.outcome == "acked":
+            audit.lost += 1
+            audit.note(f"{what} {op.key}: acknowledged, not in the database")
+        elif _claim(prefix):
+            audit.half += 1
+            audit.note(f"{what} {op.key}: transfers without the {what}")
+        return True
+
     def transfer_whole(key: str, transfer_id: int | None, label: str) -> bool:
         claimed.add(key)
         found = moved.get(key, [])
@@ -855,18 +873,7 @@ def audit_pos(engine: Engine, world: PosWorld, ops: list[Op]) -> Audit:
         if op.kind == "check":
             prefix = f"pos:{tid}:{op.key}:"
             found = checks_by_key.get((op.terminal, op.key), [])
-            if op.outcome == "refused":
-                if found or _claim(prefix):
-                    audit.refused_written += 1
-                    audit.note(f"check {op.key}: refused ({op.status}) but written")
-                continue
-            if not found:
-                if op.outcome == "acked":
-                    audit.lost += 1
-                    audit.note(f"check {op.key}: acknowledged, not in the database")
-                elif _claim(prefix):
-                    audit.half += 1
-                    audit.note(f"check {op.key}: transfers without the check")
+            if _settled_without_row(op, "check", found, prefix):
                 continue
             if len(found) > 1:
                 audit.duplicated += 1
@@ -899,18 +906,7 @@ def audit_pos(engine: Engine, world: PosWorld, ops: list[Op]) -> Audit:
             prefix = f"pos:{tid}:{op.check_id}:refund:{op.key}:"
             checks = checks_by_key.get((op.terminal, op.check_id), [])
             found = refunds_by_key.get((checks[0].id, op.key), []) if checks else []
-            if op.outcome == "refused":
-                if found or _claim(prefix):
-                    audit.refused_written += 1
-                    audit.note(f"refund {op.key}: refused ({op.status}) but written")
-                continue
-            if not found:
-                if op.outcome == "acked":
-                    audit.lost += 1
-                    audit.note(f"refund {op.key}: acknowledged, not in the database")
-                elif _claim(prefix):
-                    audit.half += 1
-                    audit.note(f"refund {op.key}: transfers without the refund")
+            if _settled_without_row(op, "refund", found, prefix):
                 continue
             if len(found) > 1:
                 audit.duplicated += 1
@@ -989,6 +985,14 @@ def seconds_summary(values: list[float]) -> str:
         f"median {statistics.median(values):.3f} s, p99 {percentile(values, 0.99):.3f} s, "
         f"max {max(values):.3f} s (n={len(values)})"
     )
+
+
+def report(title: str, rows: list[tuple[str, object]], problems: list[str], ok: bool) -> int:
+    """A run's table and its problems printed; the exit code of its command."""
+    print_table(title, rows)
+    for problem in problems:
+        print(f"  {problem}")
+    return 0 if ok else 1
 
 
 def print_table(title: str, rows: list[tuple[str, object]]) -> None:

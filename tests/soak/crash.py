@@ -43,7 +43,7 @@ from .common import (
     fresh_schema,
     ledger_verify,
     make_pos_world,
-    print_table,
+    report,
     seconds_summary,
 )
 
@@ -178,13 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         give_up=args.give_up,
         seed=args.seed,
     )
-    print_table(
+    return report(
         f"crash safety: {args.kills} SIGKILLs, {args.clients} terminals, {args.workers} worker(s)",
         result.rows(),
+        result.audit.problems,
+        result.ok,
     )
-    for problem in result.audit.problems:
-        print(f"  {problem}")
-    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

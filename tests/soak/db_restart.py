@@ -51,8 +51,8 @@ from .common import (
     ledger_verify,
     make_pos_world,
     percentile,
-    print_table,
     private_cluster,
+    report,
     seconds_summary,
 )
 
@@ -317,14 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         fail_fast_limit=args.fail_fast_limit,
         recovery_limit=args.recovery_limit,
     )
-    print_table(
+    return report(
         f"PostgreSQL restarts under load: {args.restarts} x {args.down:g} s down, "
         f"{args.clients} terminals, {args.workers} worker(s)",
         result.rows(),
+        result.audit.problems,
+        result.ok,
     )
-    for problem in result.audit.problems:
-        print(f"  {problem}")
-    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":
